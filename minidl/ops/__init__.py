@@ -1,0 +1,138 @@
+"""The kernels under the layers: im2col, col2im and max pooling.
+
+Two implementations share one interface:
+
+* ``compiled``: the Cython extension ``minidl.ops._kernels`` (built by
+  ``pip install``), typed loops parallelised with OpenMP;
+* ``numpy``: ``minidl.ops.reference``, the slow, obvious NumPy versions.
+
+``BACKEND`` says which one is active. The compiled one is used when it imports;
+setting the environment variable ``MINIDL_BACKEND=numpy`` before importing
+minidl forces the NumPy references (the test suite runs once each way). If the
+extension is missing, one warning says so and the references run.
+
+Symbols and the column layout are documented in ``minidl/ops/reference.py``.
+"""
+import os
+import warnings
+
+import numpy as np
+
+from . import reference
+from .reference import output_size
+
+__all__ = ["BACKEND", "im2col", "col2im", "maxpool_forward", "maxpool_backward",
+           "output_size", "use_backend"]
+
+_compiled = None
+BACKEND = "numpy"
+
+
+def _load_compiled():
+    """Import the extension, or explain (once) why the references run instead."""
+    try:
+        from . import _kernels as compiled
+    except ImportError as exc:
+        warnings.warn(
+            "minidl: the compiled kernels (minidl.ops._kernels) are not built "
+            f"({exc}); running the slow NumPy reference kernels instead. "
+            "Install with `pip install .` to build them.",
+            RuntimeWarning, stacklevel=3)
+        return None
+    return compiled
+
+
+def use_backend(name):
+    """Select ``"compiled"`` or ``"numpy"`` kernels at run time; returns the active name."""
+    global _compiled, BACKEND
+    if name == "numpy":
+        _compiled, BACKEND = None, "numpy"
+    elif name == "compiled":
+        compiled = _load_compiled()
+        if compiled is None:
+            raise RuntimeError("minidl: the compiled kernels are not available")
+        _compiled, BACKEND = compiled, "compiled"
+    else:
+        raise ValueError(f"minidl: unknown backend {name!r}; expected 'compiled' or 'numpy'")
+    return BACKEND
+
+
+_requested = os.environ.get("MINIDL_BACKEND", "compiled").strip().lower()
+if _requested == "numpy":
+    use_backend("numpy")
+elif _requested in ("compiled", ""):
+    _compiled = _load_compiled()
+    BACKEND = "compiled" if _compiled is not None else "numpy"
+else:
+    raise ValueError(f"MINIDL_BACKEND={_requested!r}: expected 'compiled' or 'numpy'")
+
+
+def _float_array(x, what):
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{what}: expected a float32 or float64 array, got {x.dtype}")
+    return np.ascontiguousarray(x)
+
+
+# ---------------------------------------------------------------- convolution
+def im2col(x, kh, kw, sh=1, sw=1, ph=0, pw=0, dh=1, dw=1):
+    """x (N, C, H, W) -> cols (C*KH*KW, N*OH*OW), same dtype as x."""
+    n, c, h, w = x.shape
+    oh = output_size(h, kh, sh, ph, dh)
+    ow = output_size(w, kw, sw, pw, dw)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"im2col: a {kh}x{kw} kernel (dilation {dh}x{dw}) does not fit "
+                         f"an input of {h}x{w} padded by {ph}x{pw}")
+    if _compiled is None:
+        return reference.im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    x = _float_array(x, "im2col")
+    cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    _compiled.im2col_into(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    return cols
+
+
+def col2im(cols, x_shape, kh, kw, sh=1, sw=1, ph=0, pw=0, dh=1, dw=1):
+    """cols (C*KH*KW, N*OH*OW) -> x (N, C, H, W), summing overlaps (the adjoint of im2col)."""
+    n, c, h, w = x_shape
+    oh = output_size(h, kh, sh, ph, dh)
+    ow = output_size(w, kw, sw, pw, dw)
+    if cols.shape != (c * kh * kw, n * oh * ow):
+        raise ValueError(f"col2im: expected cols of shape {(c * kh * kw, n * oh * ow)}, "
+                         f"got {cols.shape}")
+    if _compiled is None:
+        return reference.col2im(cols, x_shape, kh, kw, sh, sw, ph, pw, dh, dw)
+    cols = _float_array(cols, "col2im")
+    x = np.zeros(x_shape, dtype=cols.dtype)
+    _compiled.col2im_into(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    return x
+
+
+# -------------------------------------------------------------------- pooling
+def maxpool_forward(x, kh, kw, sh, sw, ph=0, pw=0):
+    """x (N, C, H, W) -> (out, argmax), both (N, C, OH, OW); argmax is int64 h*W + w."""
+    n, c, h, w = x.shape
+    oh = output_size(h, kh, sh, ph)
+    ow = output_size(w, kw, sw, pw)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"maxpool: a {kh}x{kw} window does not fit an input of {h}x{w} "
+                         f"padded by {ph}x{pw}")
+    if _compiled is None:
+        return reference.maxpool_forward(x, kh, kw, sh, sw, ph, pw)
+    x = _float_array(x, "maxpool_forward")
+    out = np.empty((n * c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n * c, oh, ow), dtype=np.int64)
+    _compiled.maxpool_forward_into(x.reshape(n * c, h, w), out, argmax, kh, kw, sh, sw, ph, pw)
+    return out.reshape(n, c, oh, ow), argmax.reshape(n, c, oh, ow)
+
+
+def maxpool_backward(grad_out, argmax, x_shape):
+    """grad_out, argmax (N, C, OH, OW) -> grad_x (N, C, H, W), overlaps summed."""
+    if _compiled is None:
+        return reference.maxpool_backward(grad_out, argmax, x_shape)
+    n, c, h, w = x_shape
+    oh, ow = grad_out.shape[2:]
+    grad_out = _float_array(grad_out, "maxpool_backward")
+    grad_x = np.zeros((n * c, h * w), dtype=grad_out.dtype)
+    _compiled.maxpool_backward_into(grad_out.reshape(n * c, oh, ow),
+                                   np.ascontiguousarray(argmax, dtype=np.int64).reshape(n * c, oh, ow),
+                                   grad_x)
+    return grad_x.reshape(x_shape)
