@@ -1,0 +1,55 @@
+"""Weight penalties and the loss that adds them to a data loss."""
+import numpy as np
+
+
+class L2Regularizer:
+    """L2 penalty on one parameter array.
+
+        R(w) = (lambda / 2) * sum(w**2)          dR/dw = lambda * w
+
+    ``weights`` is the live parameter array of a layer (e.g. ``conv.weights``);
+    ``backward_params()`` returns ``[(weights, lambda * weights)]`` so the
+    optimiser adds the penalty's gradient to that parameter's data gradient.
+    """
+
+    def __init__(self, weights, weight_decay, name=None):
+        if not isinstance(weights, np.ndarray):
+            raise TypeError(f"L2Regularizer '{name}': weights must be a parameter array, "
+                            f"got {type(weights).__name__}")
+        if not np.isfinite(weight_decay) or weight_decay < 0:
+            raise ValueError(f"L2Regularizer '{name}': weight_decay must be >= 0, got {weight_decay}")
+        self.weights = weights
+        self.weight_decay = float(weight_decay)
+        self.name = name or "L2Regularizer"
+
+    def forward(self):
+        """The penalty (float)."""
+        return 0.5 * self.weight_decay * float(np.sum(self.weights.astype(np.float64) ** 2))
+
+    def backward_params(self):
+        """[(weights, lambda * weights)]."""
+        return [(self.weights, self.weight_decay * self.weights)]
+
+
+class RegularizedLoss:
+    """A data loss plus a sum of regularizers.
+
+        L_total = L_data(logits, targets) + sum_r R_r(w_r)
+
+    ``backward_inputs`` is that of the data loss (the penalties do not depend on
+    the logits); ``backward_params`` collects the regularizers' pairs.
+    """
+
+    def __init__(self, data_loss, regularizers):
+        self.data_loss = data_loss
+        self.regularizers = list(regularizers)
+        self.name = "RegularizedLoss"
+
+    def forward(self, logits, targets):
+        return self.data_loss.forward(logits, targets) + sum(r.forward() for r in self.regularizers)
+
+    def backward_inputs(self, logits, targets):
+        return self.data_loss.backward_inputs(logits, targets)
+
+    def backward_params(self, logits=None, targets=None):
+        return [pair for r in self.regularizers for pair in r.backward_params()]
