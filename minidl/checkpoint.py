@@ -1,0 +1,47 @@
+"""Atomic .npz files: nothing already saved is lost if writing is interrupted.
+
+A file is written to a temporary name in the same directory, flushed to disk,
+then renamed over the target in one step (``os.replace``), so a reader sees
+either the old complete file or the new complete file, never a torn one.
+"""
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+def atomic_savez(path, arrays, meta=None):
+    """Write ``arrays`` (name -> array) and a JSON ``meta`` dict to ``path`` atomically."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    payload = dict(arrays)
+    if meta is not None:
+        payload["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_npz(path):
+    """(arrays dict, meta dict or None) from a file written by ``atomic_savez``."""
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable minidl .npz file ({exc})") from exc
+    except Exception as exc:  # zipfile.BadZipFile and friends from a truncated file
+        raise ValueError(f"{path}: corrupt .npz file ({type(exc).__name__}: {exc})") from exc
+    meta = arrays.pop("__meta__", None)
+    if meta is not None:
+        meta = json.loads(meta.tobytes().decode("utf-8"))
+    return arrays, meta

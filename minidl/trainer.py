@@ -1,0 +1,267 @@
+"""Mini-batch training and evaluation.
+
+``Trainer.fit`` runs epochs over shuffled mini-batches: forward, loss, backward,
+optimiser step. Callbacks see every step and every epoch (progress bars, filter
+images and plots plug in there). The whole training state (parameters,
+optimiser state, random generator, position inside the epoch, history) goes
+into an atomic checkpoint, so an interrupted run resumes exactly where it stopped.
+"""
+import signal
+import threading
+import time
+
+import numpy as np
+
+from .checkpoint import atomic_savez, load_npz
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; training stopped before the state was touched."""
+
+
+class Callback:
+    """Hooks called by ``Trainer.fit``; override the ones you need."""
+
+    def on_train_begin(self, trainer):
+        """Before the first step (also after a resume)."""
+
+    def on_epoch_begin(self, trainer, epoch):
+        """At the start of each epoch (epochs count from 1)."""
+
+    def on_step_end(self, trainer, info):
+        """After each optimiser step; ``info`` is a dict (see ``Trainer.fit``)."""
+
+    def on_epoch_end(self, trainer, epoch, record):
+        """After each epoch; ``record`` is the epoch's history entry."""
+
+    def on_train_end(self, trainer):
+        """After the last epoch, or when training stops early."""
+
+
+def evaluate(net, loss, x, y, batch_size=1000):
+    """Loss and accuracy of ``net`` on (x, y) in evaluation mode, without training.
+
+    Returns {"loss": mean loss, "accuracy": fraction correct, "logits": (N, C),
+    "predictions": (N,), "losses": per-example loss (N,)}.
+    """
+    was_training = getattr(net, "training", True)
+    net.train(False)
+    try:
+        logits = np.concatenate([net.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    finally:
+        net.train(was_training)
+    logits64 = logits.astype(np.float64)
+    shifted = logits64 - logits64.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    y = np.asarray(y)
+    per_example = -log_probs[np.arange(len(y)), y] if y.ndim == 1 else -(y * log_probs).sum(axis=1)
+    labels = y if y.ndim == 1 else y.argmax(axis=1)
+    predictions = logits.argmax(axis=1)
+    # the data loss as the loss object defines it (a regularized loss adds its penalty)
+    mean_loss = float(per_example.mean())
+    if loss is not None and hasattr(loss, "regularizers"):
+        mean_loss += sum(r.forward() for r in loss.regularizers)
+    return {"loss": mean_loss, "accuracy": float((predictions == labels).mean()),
+            "logits": logits, "predictions": predictions, "losses": per_example}
+
+
+class _DeferredInterrupt:
+    """Turn Ctrl-C into a flag checked between steps, so a step is never cut in half."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+class Trainer:
+    """Train ``net`` on a loss with an optimiser and an optional learning-rate schedule.
+
+    ``loss`` has ``forward(logits, targets)``, ``backward_inputs(logits, targets)``
+    and optionally ``backward_params()`` (a ``RegularizedLoss``). ``lr_schedule``
+    maps an epoch (from 1) to a learning rate. ``checkpoint_path``: where each
+    epoch end (and Ctrl-C) writes the full training state.
+    """
+
+    def __init__(self, net, loss, optimizer, lr_schedule=None, batch_size=50, seed=0,
+                 callbacks=(), eval_batch_size=1000, checkpoint_path=None):
+        if int(batch_size) < 1:
+            raise ValueError(f"Trainer: batch_size must be >= 1, got {batch_size}")
+        self.net, self.loss, self.optimizer = net, loss, optimizer
+        self.lr_schedule = lr_schedule
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size)
+        self.callbacks = list(callbacks)
+        self.checkpoint_path = checkpoint_path
+        self.rng = np.random.default_rng(seed)
+        self.epoch = 0             # completed epochs
+        self.step_in_epoch = 0     # steps done in the current (unfinished) epoch
+        self.global_step = 0
+        self.history = []          # one dict per completed epoch
+        self._epoch_rng_state = None  # generator state before this epoch's shuffle
+        self._running = {"loss_sum": 0.0, "correct": 0, "seen": 0}
+        self.stopped_by_user = False
+
+    # ---------------------------------------------------------------- steps
+    def train_step(self, x, y):
+        """One optimiser step on a batch; returns (loss, number correct)."""
+        logits = self.net.forward(x)
+        loss_value = self.loss.forward(logits, y)
+        if not np.isfinite(loss_value):
+            raise NonFiniteLossError(
+                f"the loss is {loss_value} at step {self.step_in_epoch + 1} of epoch {self.epoch + 1} "
+                f"(global step {self.global_step + 1}); training stopped before updating the "
+                f"parameters, and the last checkpoint is untouched. Try a smaller learning rate.")
+        grad_logits = self.loss.backward_inputs(logits, y)
+        pairs = self.net.backward(grad_logits)
+        if hasattr(self.loss, "backward_params"):
+            pairs = pairs + self.loss.backward_params()
+        self.optimizer.step(pairs)
+        labels = y if np.ndim(y) == 1 else np.argmax(y, axis=1)
+        return loss_value, int((logits.argmax(axis=1) == labels).sum())
+
+    def current_lr(self, epoch):
+        return self.lr_schedule(epoch) if self.lr_schedule is not None else self.optimizer.lr
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, x, y, epochs, x_val=None, y_val=None):
+        """Train until ``epochs`` epochs are complete (counting those already done).
+
+        Each step calls ``on_step_end`` with {"epoch", "step", "steps_per_epoch",
+        "global_step", "loss", "batch_accuracy", "running_loss", "running_accuracy",
+        "images_per_sec", "lr"}. Each epoch appends {"epoch", "lr", "train_loss",
+        "train_accuracy" (running averages over the epoch), "val_loss",
+        "val_accuracy", "seconds"} to ``history``. Returns ``history``.
+        """
+        n = len(x)
+        if len(y) != n:
+            raise ValueError(f"Trainer.fit: {n} inputs but {len(y)} targets")
+        steps_per_epoch = -(-n // self.batch_size)  # the last batch may be smaller
+        self.net.train(True)
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        with _DeferredInterrupt() as interrupt:
+            try:
+                while self.epoch < epochs:
+                    epoch = self.epoch + 1
+                    self.optimizer.lr = self.current_lr(epoch)
+                    if self.step_in_epoch == 0:
+                        self._epoch_rng_state = self.rng.bit_generator.state
+                        self._running = {"loss_sum": 0.0, "correct": 0, "seen": 0}
+                        self._epoch_started = time.perf_counter()
+                        for cb in self.callbacks:
+                            cb.on_epoch_begin(self, epoch)
+                    else:  # resuming inside an epoch: replay the same shuffle
+                        self.rng.bit_generator.state = self._epoch_rng_state
+                        self._epoch_started = time.perf_counter()
+                    order = self.rng.permutation(n)
+                    tic = time.perf_counter()
+                    while self.step_in_epoch < steps_per_epoch:
+                        idx = order[self.step_in_epoch * self.batch_size:(self.step_in_epoch + 1) * self.batch_size]
+                        xb, yb = x[idx], y[idx]
+                        loss_value, correct = self.train_step(xb, yb)
+                        self.step_in_epoch += 1
+                        self.global_step += 1
+                        run = self._running
+                        run["loss_sum"] += loss_value * len(idx)
+                        run["correct"] += correct
+                        run["seen"] += len(idx)
+                        toc = time.perf_counter()
+                        info = {"epoch": epoch, "step": self.step_in_epoch, "steps_per_epoch": steps_per_epoch,
+                                "global_step": self.global_step, "loss": loss_value,
+                                "batch_accuracy": correct / len(idx),
+                                "running_loss": run["loss_sum"] / run["seen"],
+                                "running_accuracy": run["correct"] / run["seen"],
+                                "images_per_sec": len(idx) / max(toc - tic, 1e-9),
+                                "lr": self.optimizer.lr}
+                        tic = toc
+                        for cb in self.callbacks:
+                            cb.on_step_end(self, info)
+                        if interrupt.requested:
+                            raise KeyboardInterrupt
+                    record = {"epoch": epoch, "lr": self.optimizer.lr,
+                              "train_loss": self._running["loss_sum"] / max(self._running["seen"], 1),
+                              "train_accuracy": self._running["correct"] / max(self._running["seen"], 1),
+                              "seconds": time.perf_counter() - self._epoch_started}
+                    if x_val is not None:
+                        val = evaluate(self.net, self.loss, x_val, y_val, self.eval_batch_size)
+                        record["val_loss"], record["val_accuracy"] = val["loss"], val["accuracy"]
+                    self.history.append(record)
+                    self.epoch, self.step_in_epoch = epoch, 0
+                    if self.checkpoint_path:
+                        self.save_checkpoint(self.checkpoint_path)
+                    for cb in self.callbacks:
+                        cb.on_epoch_end(self, epoch, record)
+            except KeyboardInterrupt:
+                self.stopped_by_user = True
+                if self.checkpoint_path:
+                    self.save_checkpoint(self.checkpoint_path)
+            finally:
+                for cb in self.callbacks:
+                    cb.on_train_end(self)
+        return self.history
+
+    # --------------------------------------------------------- checkpoints
+    def save_checkpoint(self, path):
+        """Write parameters, buffers, optimiser state and the loop position atomically."""
+        arrays = {f"param.{i}": arr for i, (_, arr) in enumerate(self.net.params())}
+        arrays.update({f"buffer.{i}": arr for i, (_, arr) in enumerate(self.net.buffers())})
+        params = [arr for _, arr in self.net.params()]
+        arrays.update({f"optim.{k}": v for k, v in self.optimizer.state_dict(params).items()})
+        meta = {"format": "minidl-checkpoint-1", "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                "global_step": self.global_step, "history": self.history,
+                "rng_state": _jsonable(self.rng.bit_generator.state),
+                "epoch_rng_state": _jsonable(self._epoch_rng_state),
+                "running": self._running,
+                "param_names": [name for name, _ in self.net.params()],
+                "buffer_names": [name for name, _ in self.net.buffers()]}
+        atomic_savez(path, arrays, meta)
+
+    def load_checkpoint(self, path):
+        """Restore a state written by ``save_checkpoint`` into this trainer's net and optimiser."""
+        arrays, meta = load_npz(path)
+        if not meta or meta.get("format") != "minidl-checkpoint-1":
+            raise ValueError(f"{path}: not a minidl training checkpoint")
+        names = [name for name, _ in self.net.params()]
+        if meta["param_names"] != names:
+            raise ValueError(f"{path}: the checkpoint is for a different network "
+                             f"(parameters {meta['param_names']}, this net has {names})")
+        for i, (name, arr) in enumerate(self.net.params()):
+            saved = arrays[f"param.{i}"]
+            if saved.shape != arr.shape:
+                raise ValueError(f"{path}: parameter {name} has shape {saved.shape} in the checkpoint, "
+                                 f"{arr.shape} in the net")
+            arr[...] = saved
+        for i, (name, arr) in enumerate(self.net.buffers()):
+            arr[...] = arrays[f"buffer.{i}"]
+        optim_state = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
+        self.optimizer.load_state_dict([arr for _, arr in self.net.params()], optim_state)
+        self.epoch, self.step_in_epoch = meta["epoch"], meta["step_in_epoch"]
+        self.global_step, self.history = meta["global_step"], meta["history"]
+        self.rng.bit_generator.state = meta["rng_state"]
+        self._epoch_rng_state = meta["epoch_rng_state"]
+        self._running = meta["running"]
+        return meta
+
+
+def _jsonable(state):
+    """numpy's generator state with numpy integers made plain (for JSON)."""
+    if isinstance(state, dict):
+        return {k: _jsonable(v) for k, v in state.items()}
+    if isinstance(state, (np.integer,)):
+        return int(state)
+    return state
