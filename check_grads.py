@@ -1,0 +1,34 @@
+"""Check every layer's backprop against float64 central differences.
+
+    python check_grads.py                       # every built-in layer, several configurations
+    python check_grads.py --select conv         # only the cases whose name contains "conv"
+    python check_grads.py --layer mypkg.mymod:MyLayer --args '{"size": 3}' --input-shape 2,3,8,8
+
+Prints one row per checked tensor and exits with status 1 if any check fails.
+"""
+import argparse
+import sys
+
+from minidl.gradcheck_cli import check_user_layer, print_table
+from minidl.gradcheck_suite import run_builtin
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--layer", help="a layer class to check, as package.module:ClassName")
+    parser.add_argument("--args", default="{}", help="JSON object of keyword arguments for the layer")
+    parser.add_argument("--input-shape", help="input shape, e.g. 2,3,8,8 (needed with --layer)")
+    parser.add_argument("--select", help="run only built-in cases whose name contains this text")
+    parser.add_argument("--tol", type=float, default=1e-6, help="largest relative error that passes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", action="store_true", help="print the worst entry of failing tensors")
+    args = parser.parse_args(argv)
+    if args.layer:
+        results = [check_user_layer(args.layer, args.args, args.input_shape, args.tol, args.seed)]
+    else:
+        results = run_builtin(seed=args.seed, select=args.select, tol=args.tol)
+    return print_table(results, args.tol, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
