@@ -1,0 +1,278 @@
+"""The kernels: the NumPy references against naive loops, the Cython kernels against the references.
+
+Shapes are deliberately awkward: N, C, H, W all different, non-square kernels,
+and stride, padding and dilation that differ between H and W (a kernel that
+mixes up KH and KW, or H and W, fails here).
+"""
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+import naive
+from minidl import ops
+from minidl.ops import reference
+
+requires_compiled = pytest.mark.skipif(
+    ops.BACKEND != "compiled", reason="compiled kernels not active (MINIDL_BACKEND=numpy or not built)")
+
+DTYPES = [np.float32, np.float64]
+
+# (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW)
+CONV_CASES = [
+    ((2, 3, 7, 5), (3, 2), (1, 2), (1, 0), (1, 1)),
+    ((3, 2, 6, 9), (2, 3), (2, 1), (0, 1), (1, 2)),
+    ((1, 4, 8, 5), (1, 3), (3, 1), (0, 2), (1, 1)),
+    ((2, 1, 5, 7), (3, 1), (1, 1), (2, 0), (2, 1)),
+    ((4, 3, 5, 6), (5, 6), (1, 1), (0, 0), (1, 1)),    # kernel == input: 1x1 output
+    ((2, 3, 9, 8), (3, 4), (2, 3), (1, 1), (2, 1)),    # strides that do not divide H+2P-K
+    ((3, 2, 4, 3), (1, 1), (1, 1), (0, 0), (1, 1)),    # 1x1 kernel
+    ((2, 2, 3, 4), (5, 4), (2, 1), (1, 2), (1, 2)),    # kernel == padded input along H
+]
+CONV_IDS = [f"x{s}-k{k}-s{st}-p{p}-d{d}".replace(" ", "") for s, k, st, p, d in CONV_CASES]
+
+# (N, C, H, W), (KH, KW), (SH, SW), (PH, PW)
+POOL_CASES = [
+    ((2, 3, 7, 5), (2, 2), (2, 2), (0, 0)),    # odd sizes: the last row and column are dropped
+    ((3, 2, 6, 9), (3, 2), (1, 1), (1, 1)),    # overlapping windows, padding
+    ((1, 4, 8, 5), (3, 3), (2, 1), (1, 0)),
+    ((2, 1, 5, 7), (1, 3), (1, 2), (0, 1)),
+    ((4, 3, 5, 6), (5, 6), (1, 1), (2, 3)),    # windows as large as the input, maximal padding
+    ((2, 3, 9, 4), (3, 2), (3, 2), (0, 0)),
+]
+POOL_IDS = [f"x{s}-k{k}-s{st}-p{p}".replace(" ", "") for s, k, st, p in POOL_CASES]
+
+
+def conv_args(kernel, stride, padding, dilation):
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    return kh, kw, sh, sw, ph, pw, dh, dw
+
+
+def cols_shape(shape, kernel, stride, padding, dilation):
+    n, c, h, w = shape
+    oh = naive.out_size(h, kernel[0], stride[0], padding[0], dilation[0])
+    ow = naive.out_size(w, kernel[1], stride[1], padding[1], dilation[1])
+    return (c * kernel[0] * kernel[1], n * oh * ow)
+
+
+def tied_input(rng, shape, dtype):
+    """Small integers: many windows hold several equal maxima."""
+    return rng.integers(-3, 4, size=shape).astype(dtype)
+
+
+# ---------------------------------------------------------------- backend
+def test_the_active_backend_is_reported():
+    requested = os.environ.get("MINIDL_BACKEND", "compiled").strip().lower()
+    assert ops.BACKEND in ("compiled", "numpy")
+    if requested == "numpy":
+        assert ops.BACKEND == "numpy"
+        assert ops._compiled is None
+    elif importlib.util.find_spec("minidl.ops._kernels") is not None:
+        assert ops.BACKEND == "compiled"
+        assert ops._compiled is not None
+
+
+def test_use_backend_switches_the_kernels_that_run(monkeypatch, rng):
+    x = rng.standard_normal((2, 3, 5, 4))
+    expected = reference.im2col(x, 3, 2, 1, 1, 1, 0)
+    calls = []
+    real = reference.im2col
+    monkeypatch.setattr(reference, "im2col", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    assert ops.use_backend("numpy") == "numpy"
+    assert ops.BACKEND == "numpy"
+    np.testing.assert_array_equal(ops.im2col(x, 3, 2, 1, 1, 1, 0), expected)
+    assert calls == [1], "the numpy backend must run minidl.ops.reference"
+
+    if importlib.util.find_spec("minidl.ops._kernels") is None:
+        with pytest.raises(RuntimeError, match="not available"):
+            ops.use_backend("compiled")
+        return
+    assert ops.use_backend("compiled") == "compiled"
+    assert ops.BACKEND == "compiled"
+    np.testing.assert_array_equal(ops.im2col(x, 3, 2, 1, 1, 1, 0), expected)
+    assert calls == [1], "the compiled backend must not call the reference"
+
+
+def test_use_backend_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown backend 'cuda'"):
+        ops.use_backend("cuda")
+
+
+# ------------------------------------------------------------ output size
+@pytest.mark.parametrize("size,kernel,stride,padding,dilation", [
+    (7, 3, 1, 0, 1), (7, 3, 2, 1, 1), (8, 2, 2, 0, 1), (9, 4, 3, 1, 2), (5, 5, 1, 0, 1),
+    (5, 5, 7, 2, 1), (28, 5, 1, 2, 1), (6, 3, 4, 0, 2), (1, 1, 1, 0, 1),
+])
+def test_output_size_is_pytorchs_floor_formula(size, kernel, stride, padding, dilation):
+    import math
+    expected = math.floor((size + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1)
+    assert ops.output_size(size, kernel, stride, padding, dilation) == expected
+    assert reference.output_size(size, kernel, stride, padding, dilation) == expected
+
+
+# ------------------------------------------- reference im2col vs naive loops
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", CONV_CASES, ids=CONV_IDS)
+def test_reference_im2col_matches_naive_loops(rng, dtype, shape, kernel, stride, padding, dilation):
+    x = rng.standard_normal(shape).astype(dtype)
+    args = conv_args(kernel, stride, padding, dilation)
+    cols = reference.im2col(x, *args)
+    assert cols.dtype == dtype
+    assert cols.shape == cols_shape(shape, kernel, stride, padding, dilation)
+    np.testing.assert_array_equal(cols, naive.im2col(x, *args).astype(dtype))
+
+
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", CONV_CASES, ids=CONV_IDS)
+def test_active_im2col_matches_naive_loops(rng, shape, kernel, stride, padding, dilation):
+    x = rng.standard_normal(shape)
+    args = conv_args(kernel, stride, padding, dilation)
+    np.testing.assert_array_equal(ops.im2col(x, *args), naive.im2col(x, *args))
+
+
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", CONV_CASES, ids=CONV_IDS)
+def test_col2im_is_the_adjoint_of_im2col(rng, shape, kernel, stride, padding, dilation):
+    """<im2col(x), c> == <x, col2im(c)> for every x and c: col2im is im2col transposed."""
+    args = conv_args(kernel, stride, padding, dilation)
+    x = rng.standard_normal(shape)
+    c = rng.standard_normal(cols_shape(shape, kernel, stride, padding, dilation))
+    for im2col, col2im in ((ops.im2col, ops.col2im), (reference.im2col, reference.col2im)):
+        lhs = np.sum(im2col(x, *args) * c)
+        back = col2im(c, shape, *args)
+        assert back.shape == shape
+        assert np.isclose(lhs, np.sum(x * back), rtol=1e-12, atol=1e-12)
+
+
+def test_col2im_sums_overlapping_fields_by_hand():
+    """A 2x2 kernel at stride 1 on a 3x3 image: the centre pixel is in all 4 fields."""
+    cols = np.ones((4, 4))
+    x = ops.col2im(cols, (1, 1, 3, 3), 2, 2, 1, 1, 0, 0)
+    np.testing.assert_array_equal(x[0, 0], [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+
+
+# ---------------------------------------- compiled kernels vs the references
+@requires_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", CONV_CASES, ids=CONV_IDS)
+def test_compiled_im2col_equals_reference(rng, dtype, shape, kernel, stride, padding, dilation):
+    x = rng.standard_normal(shape).astype(dtype)
+    args = conv_args(kernel, stride, padding, dilation)
+    cols = ops.im2col(x, *args)
+    assert cols.dtype == dtype and cols.flags.c_contiguous
+    np.testing.assert_array_equal(cols, reference.im2col(x, *args))
+
+
+@requires_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", CONV_CASES, ids=CONV_IDS)
+def test_compiled_col2im_matches_reference(rng, dtype, shape, kernel, stride, padding, dilation):
+    args = conv_args(kernel, stride, padding, dilation)
+    cols = rng.standard_normal(cols_shape(shape, kernel, stride, padding, dilation)).astype(dtype)
+    x = ops.col2im(cols, shape, *args)
+    assert x.dtype == dtype and x.shape == shape
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(x, reference.col2im(cols, shape, *args), rtol=rtol, atol=rtol)
+
+
+@requires_compiled
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kernel,stride,padding", POOL_CASES, ids=POOL_IDS)
+def test_compiled_maxpool_equals_reference(rng, dtype, shape, kernel, stride, padding):
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    for x in (rng.standard_normal(shape).astype(dtype), tied_input(rng, shape, dtype)):
+        out, argmax = ops.maxpool_forward(x, kh, kw, sh, sw, ph, pw)
+        ref_out, ref_argmax = reference.maxpool_forward(x, kh, kw, sh, sw, ph, pw)
+        assert out.dtype == dtype and argmax.dtype == np.int64
+        np.testing.assert_array_equal(out, ref_out)
+        np.testing.assert_array_equal(argmax, ref_argmax)
+        grad_out = rng.standard_normal(out.shape).astype(dtype)
+        grad_x = ops.maxpool_backward(grad_out, argmax, shape)
+        assert grad_x.dtype == dtype
+        np.testing.assert_array_equal(grad_x, reference.maxpool_backward(grad_out, ref_argmax, shape))
+
+
+@requires_compiled
+@pytest.mark.parametrize("bad", [np.int32, np.int64, np.float16])
+def test_compiled_kernels_reject_other_dtypes_with_a_clear_message(bad):
+    x = np.ones((1, 2, 4, 4), dtype=bad)
+    calls = [lambda: ops.im2col(x, 2, 2), lambda: ops.col2im(np.ones((8, 9), dtype=bad), x.shape, 2, 2),
+             lambda: ops.maxpool_forward(x, 2, 2, 2, 2),
+             lambda: ops.maxpool_backward(np.ones((1, 2, 2, 2), dtype=bad),
+                                          np.zeros((1, 2, 2, 2), dtype=np.int64), x.shape)]
+    for call in calls:
+        with pytest.raises(TypeError) as err:
+            call()
+        assert np.dtype(bad).name in str(err.value)
+        assert "float32 or float64" in str(err.value)
+        assert "No matching signature" not in str(err.value)
+
+
+# ---------------------------------------------- max pooling vs naive loops
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kernel,stride,padding", POOL_CASES, ids=POOL_IDS)
+def test_maxpool_kernels_match_naive_loops(rng, dtype, shape, kernel, stride, padding):
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    for x in (rng.standard_normal(shape).astype(dtype), tied_input(rng, shape, dtype)):
+        expected_out, expected_argmax = naive.maxpool_forward(x, kh, kw, sh, sw, ph, pw)
+        for forward in (ops.maxpool_forward, reference.maxpool_forward):
+            out, argmax = forward(x, kh, kw, sh, sw, ph, pw)
+            np.testing.assert_array_equal(out, expected_out.astype(dtype))
+            np.testing.assert_array_equal(argmax, expected_argmax)
+        grad_out = rng.standard_normal(expected_out.shape).astype(dtype)
+        expected_grad = naive.maxpool_backward(x, grad_out, kh, kw, sh, sw, ph, pw)
+        for backward in (ops.maxpool_backward, reference.maxpool_backward):
+            grad_x = backward(grad_out, expected_argmax, shape)
+            tol = 1e-6 if dtype == np.float32 else 1e-14
+            np.testing.assert_allclose(grad_x, expected_grad, rtol=tol, atol=tol)
+
+
+def test_maxpool_ties_go_to_the_first_maximum_in_row_major_order():
+    x = np.array([[[[0., 5., 1., 1.],
+                    [5., 5., 1., 1.]]]])
+    out, argmax = ops.maxpool_forward(x, 2, 2, 2, 2)
+    np.testing.assert_array_equal(out, [[[[5., 1.]]]])
+    np.testing.assert_array_equal(argmax, [[[[1, 2]]]])   # (0, 1) and (0, 2): first in each window
+
+
+def test_maxpool_rejects_padding_larger_than_half_the_window():
+    """A window made only of padding has no maximum; the kernels must not read outside x."""
+    x = np.ones((1, 1, 2, 2))
+    with pytest.raises(ValueError, match="padding"):
+        ops.maxpool_forward(x, 1, 1, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="padding"):
+        ops.maxpool_forward(x, 3, 2, 1, 1, 2, 0)
+
+
+def test_kernels_accept_non_contiguous_inputs(rng):
+    base = rng.standard_normal((5, 4, 3, 2))
+    x = base.transpose(3, 2, 0, 1)          # (2, 3, 5, 4), Fortran-ordered view
+    assert not x.flags.c_contiguous
+    np.testing.assert_array_equal(ops.im2col(x, 2, 3, 1, 2, 1, 0), naive.im2col(x, 2, 3, 1, 2, 1, 0))
+    out, argmax = ops.maxpool_forward(x[:, :, ::-1], 2, 3, 1, 1, 1, 1)
+    ref_out, ref_argmax = naive.maxpool_forward(x[:, :, ::-1], 2, 3, 1, 1, 1, 1)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_array_equal(argmax, ref_argmax)
+    cols = rng.standard_normal((4 * 4 * 3, 3 * 2 * 2)).T   # (12, 48), a transposed view
+    assert not cols.flags.c_contiguous
+    np.testing.assert_allclose(ops.col2im(cols, (4, 3, 5, 4), 2, 2, 1, 1, 0, 0),
+                               naive.col2im(cols, (4, 3, 5, 4), 2, 2, 1, 1, 0, 0))
+
+
+def test_im2col_rejects_a_kernel_larger_than_the_padded_input():
+    with pytest.raises(ValueError, match=r"4x2 kernel .* 3x3 padded by 0x0"):
+        ops.im2col(np.ones((1, 1, 3, 3)), 4, 2)
+
+
+def test_col2im_rejects_cols_of_the_wrong_shape():
+    with pytest.raises(ValueError, match=r"expected cols of shape \(8, 9\), got \(8, 10\)"):
+        ops.col2im(np.ones((8, 10)), (1, 2, 4, 4), 2, 2)
+
+
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", CONV_CASES, ids=CONV_IDS)
+def test_col2im_matches_naive_loops(rng, shape, kernel, stride, padding, dilation):
+    args = conv_args(kernel, stride, padding, dilation)
+    cols = rng.standard_normal(cols_shape(shape, kernel, stride, padding, dilation))
+    expected = naive.col2im(cols, shape, *args)
+    np.testing.assert_allclose(reference.col2im(cols, shape, *args), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ops.col2im(cols, shape, *args), expected, rtol=1e-12, atol=1e-12)
