@@ -16,10 +16,17 @@ Symbols and the column layout are documented in ``minidl/ops/reference.py``.
 import os
 import warnings
 
-import numpy as np
+# The kernels' OpenMP threads and OpenBLAS's own threads take turns on the same
+# cores. By default an idle OpenMP thread spins for a while before sleeping and
+# steals the core the next matrix product needs (3x slower training steps on
+# 2 cores). Sleeping at once costs nothing here. It must be set before the
+# OpenMP runtime loads; a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import reference
-from .reference import output_size
+import numpy as np  # noqa: E402
+
+from . import reference  # noqa: E402
+from .reference import output_size  # noqa: E402
 
 __all__ = ["BACKEND", "im2col", "col2im", "maxpool_forward", "maxpool_backward",
            "output_size", "use_backend"]
@@ -115,6 +122,8 @@ def maxpool_forward(x, kh, kw, sh, sw, ph=0, pw=0):
     if oh <= 0 or ow <= 0:
         raise ValueError(f"maxpool: a {kh}x{kw} window does not fit an input of {h}x{w} "
                          f"padded by {ph}x{pw}")
+    if 2 * ph > kh or 2 * pw > kw:  # else a window could hold only padding (and no maximum)
+        raise ValueError(f"maxpool: padding {ph}x{pw} must be at most half the {kh}x{kw} window")
     if _compiled is None:
         return reference.maxpool_forward(x, kh, kw, sh, sw, ph, pw)
     x = _float_array(x, "maxpool_forward")

@@ -19,31 +19,59 @@ ctypedef fused real:
     double
 
 
+cdef inline int _ceil_div(int a, int b) noexcept nogil:
+    """ceil(a / b) for b > 0 and any sign of a (C division truncates toward zero)."""
+    if a >= 0:
+        return (a + b - 1) // b
+    return -((-a) // b)
+
+
+cdef inline void _valid_range(int offset, int stride, int size, int out_size,
+                              int* lo, int* hi) noexcept nogil:
+    """Output positions o in [lo, hi) whose source o*stride + offset lies inside [0, size)."""
+    lo[0] = min(max(_ceil_div(-offset, stride), 0), out_size)
+    hi[0] = min(max(_ceil_div(size - offset, stride), lo[0]), out_size)
+
+
 def im2col_into(const real[:, :, :, ::1] x, real[:, ::1] cols,
                 int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                 int oh, int ow):
     """Fill cols (C*KH*KW, N*OH*OW) from x (N, C, H, W); padding reads as 0."""
-    cdef Py_ssize_t n_img = x.shape[0], channels = x.shape[1]
-    cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t n, c, i, j, y, z, row, col0, src_h, src_w
+    cdef Py_ssize_t n_img = x.shape[0], n
     for n in prange(n_img, nogil=True, schedule='static'):
-        for c in range(channels):
-            for i in range(kh):
-                for j in range(kw):
-                    row = (c * kh + i) * kw + j
-                    for y in range(oh):
-                        src_h = y * sh - ph + i * dh
-                        col0 = (n * oh + y) * ow
-                        if src_h < 0 or src_h >= height:
-                            for z in range(ow):
-                                cols[row, col0 + z] = 0
-                            continue
+        _im2col_image(&x[n, 0, 0, 0], &cols[0, 0], n, x.shape[1], x.shape[2], x.shape[3],
+                      cols.shape[1], kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+
+
+cdef inline void _im2col_image(const real* img, real* cols, Py_ssize_t n, Py_ssize_t channels,
+                               int height, int width, Py_ssize_t n_cols,
+                               int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                               int oh, int ow) noexcept nogil:
+    """Columns n*OH*OW ... (n+1)*OH*OW - 1 of every row, from image n (C, H, W)."""
+    cdef Py_ssize_t c, row
+    cdef int i, j, y, z, src_h, w_off, z_lo, z_hi
+    cdef real* dst
+    cdef const real* src
+    for c in range(channels):
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                w_off = j * dw - pw
+                _valid_range(w_off, sw, width, ow, &z_lo, &z_hi)
+                for y in range(oh):
+                    dst = cols + row * n_cols + (n * oh + y) * ow
+                    src_h = y * sh - ph + i * dh
+                    if src_h < 0 or src_h >= height:
                         for z in range(ow):
-                            src_w = z * sw - pw + j * dw
-                            if 0 <= src_w < width:
-                                cols[row, col0 + z] = x[n, c, src_h, src_w]
-                            else:
-                                cols[row, col0 + z] = 0
+                            dst[z] = 0
+                        continue
+                    src = img + (c * height + src_h) * width + w_off
+                    for z in range(z_lo):
+                        dst[z] = 0
+                    for z in range(z_lo, z_hi):
+                        dst[z] = src[z * sw]
+                    for z in range(z_hi, ow):
+                        dst[z] = 0
 
 
 def col2im_into(const real[:, ::1] cols, real[:, :, :, ::1] x,
@@ -54,23 +82,35 @@ def col2im_into(const real[:, ::1] cols, real[:, :, :, ::1] x,
     Entries that fall on the padding are dropped. Image n only receives
     columns n*OH*OW ... (n+1)*OH*OW - 1, so threads over n never collide.
     """
-    cdef Py_ssize_t n_img = x.shape[0], channels = x.shape[1]
-    cdef Py_ssize_t height = x.shape[2], width = x.shape[3]
-    cdef Py_ssize_t n, c, i, j, y, z, row, col0, src_h, src_w
+    cdef Py_ssize_t n_img = x.shape[0], n
     for n in prange(n_img, nogil=True, schedule='static'):
-        for c in range(channels):
-            for i in range(kh):
-                for j in range(kw):
-                    row = (c * kh + i) * kw + j
-                    for y in range(oh):
-                        src_h = y * sh - ph + i * dh
-                        if src_h < 0 or src_h >= height:
-                            continue
-                        col0 = (n * oh + y) * ow
-                        for z in range(ow):
-                            src_w = z * sw - pw + j * dw
-                            if 0 <= src_w < width:
-                                x[n, c, src_h, src_w] += cols[row, col0 + z]
+        _col2im_image(&cols[0, 0], &x[n, 0, 0, 0], n, x.shape[1], x.shape[2], x.shape[3],
+                      cols.shape[1], kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+
+
+cdef inline void _col2im_image(const real* cols, real* img, Py_ssize_t n, Py_ssize_t channels,
+                               int height, int width, Py_ssize_t n_cols,
+                               int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                               int oh, int ow) noexcept nogil:
+    """The adjoint of _im2col_image: add each column entry back to its source pixel."""
+    cdef Py_ssize_t c, row
+    cdef int i, j, y, z, src_h, w_off, z_lo, z_hi
+    cdef const real* src
+    cdef real* dst
+    for c in range(channels):
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                w_off = j * dw - pw
+                _valid_range(w_off, sw, width, ow, &z_lo, &z_hi)
+                for y in range(oh):
+                    src_h = y * sh - ph + i * dh
+                    if src_h < 0 or src_h >= height:
+                        continue
+                    src = cols + row * n_cols + (n * oh + y) * ow
+                    dst = img + (c * height + src_h) * width + w_off
+                    for z in range(z_lo, z_hi):
+                        dst[z * sw] += src[z]
 
 
 def maxpool_forward_into(const real[:, :, ::1] x, real[:, :, ::1] out,
@@ -79,48 +119,61 @@ def maxpool_forward_into(const real[:, :, ::1] x, real[:, :, ::1] out,
     """Max over windows of the (N*C, H, W) planes of x; -inf padding never wins.
 
     argmax holds the flat index h*W + w of the winner in its plane; ties go to
-    the first maximum in row-major order, and a NaN wins (it propagates).
+    the first maximum in row-major order, and the first NaN wins (NaN propagates).
     """
-    cdef Py_ssize_t planes = x.shape[0], height = x.shape[1], width = x.shape[2]
-    cdef Py_ssize_t oh = out.shape[1], ow = out.shape[2]
-    cdef Py_ssize_t p, y, z, hh, ww, h_lo, h_hi, w_lo, w_hi, best_idx
-    cdef real best, v
-    cdef bint found_nan
+    cdef Py_ssize_t planes = x.shape[0]
+    cdef int height = x.shape[1], width = x.shape[2]
+    cdef int oh = out.shape[1], ow = out.shape[2]
+    cdef Py_ssize_t p
     for p in prange(planes, nogil=True, schedule='static'):
-        for y in range(oh):
-            h_lo = y * sh - ph
-            h_hi = h_lo + kh
-            if h_lo < 0:
-                h_lo = 0
-            if h_hi > height:
-                h_hi = height
-            for z in range(ow):
-                w_lo = z * sw - pw
-                w_hi = w_lo + kw
-                if w_lo < 0:
-                    w_lo = 0
-                if w_hi > width:
-                    w_hi = width
-                best_idx = h_lo * width + w_lo
-                best = x[p, h_lo, w_lo]
-                found_nan = best != best
-                hh = h_lo
-                while hh < h_hi and not found_nan:
-                    ww = w_lo
-                    while ww < w_hi:
-                        v = x[p, hh, ww]
-                        if v != v:
-                            best = v
-                            best_idx = hh * width + ww
-                            found_nan = True
-                            break
-                        if v > best:
-                            best = v
-                            best_idx = hh * width + ww
-                        ww = ww + 1
-                    hh = hh + 1
-                out[p, y, z] = best
-                argmax[p, y, z] = best_idx
+        _maxpool_plane(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0],
+                       height, width, oh, ow, kh, kw, sh, sw, ph, pw)
+
+
+cdef inline void _maxpool_plane(const real* plane, real* out, long long* argmax,
+                                int height, int width, int oh, int ow,
+                                int kh, int kw, int sh, int sw, int ph, int pw) noexcept nogil:
+    """One (H, W) plane; the window is clipped to the image, which is padding at -inf."""
+    cdef int y, z, hh, ww, h_lo, h_hi, w_lo, w_hi, best_idx, idx
+    cdef real best, v
+    cdef bint take, has_nan
+    for y in range(oh):
+        h_lo = y * sh - ph
+        h_hi = min(h_lo + kh, height)
+        h_lo = max(h_lo, 0)
+        for z in range(ow):
+            w_lo = z * sw - pw
+            w_hi = min(w_lo + kw, width)
+            w_lo = max(w_lo, 0)
+            best_idx = h_lo * width + w_lo
+            best = plane[best_idx]
+            has_nan = False
+            for hh in range(h_lo, h_hi):
+                for ww in range(w_lo, w_hi):
+                    idx = hh * width + ww
+                    v = plane[idx]
+                    # strictly greater keeps the first of equal maxima. Selects,
+                    # not branches: on real data the comparison is a coin toss
+                    # that a branch predictor keeps losing (4x slower).
+                    take = v > best
+                    best = v if take else best
+                    best_idx = idx if take else best_idx
+                    has_nan = has_nan | (v != v)
+            if has_nan:  # rare: the first NaN of the window wins, so NaN propagates
+                best_idx = _first_nan(plane, width, h_lo, h_hi, w_lo, w_hi)
+                best = plane[best_idx]
+            out[y * ow + z] = best
+            argmax[y * ow + z] = best_idx
+
+
+cdef inline int _first_nan(const real* plane, int width, int h_lo, int h_hi,
+                           int w_lo, int w_hi) noexcept nogil:
+    cdef int hh, ww
+    for hh in range(h_lo, h_hi):
+        for ww in range(w_lo, w_hi):
+            if plane[hh * width + ww] != plane[hh * width + ww]:
+                return hh * width + ww
+    return h_lo * width + w_lo
 
 
 def maxpool_backward_into(const real[:, :, ::1] grad_out, const long long[:, :, ::1] argmax,
