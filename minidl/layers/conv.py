@@ -79,25 +79,34 @@ class Conv(Layer):
                 f"(dilation {self.dilation}) does not fit an input of {h}x{w} padded by "
                 f"{self.padding}: the output would be {oh}x{ow}")
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
-        self.x_cols = ops.im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+        f, k, m = self.out_channels, self.in_channels * kh * kw, n * oh * ow
+        # the column matrix and the product live in buffers reused across steps
+        self.x_cols = ops.im2col(x, kh, kw, sh, sw, ph, pw, dh, dw,
+                                 out=self._workspace("x_cols", (k, m), self.dtype))
         self.x_shape = x.shape
-        w2d = self.weights.reshape(self.out_channels, -1)
-        y = w2d @ self.x_cols                          # (F, N*OH*OW)
+        y2d = np.matmul(self.weights.reshape(f, k), self.x_cols,
+                        out=self._workspace("y2d", (f, m), self.dtype))      # (F, N*OH*OW)
         if self.bias is not None:
-            y += self.bias[:, None]
+            y2d += self.bias[:, None]
         # columns are ordered (n, oh, ow): bring the batch axis to the front
-        return np.ascontiguousarray(y.reshape(self.out_channels, n, oh, ow).transpose(1, 0, 2, 3))
+        y = np.empty((n, f, oh, ow), dtype=self.dtype)
+        y[...] = y2d.reshape(f, n, oh, ow).transpose(1, 0, 2, 3)
+        return y
 
     def _grad_matrix(self, grad_out):
         """dL/dY as (F, N*OH*OW), the layout of the forward product."""
         x_shape = self._cached("x_shape", "backward")
         oh, ow = self.output_hw(*x_shape[2:])
-        self._check_grad(grad_out, (x_shape[0], self.out_channels, oh, ow), self.dtype)
-        return grad_out.transpose(1, 0, 2, 3).reshape(self.out_channels, -1)
+        n, f = x_shape[0], self.out_channels
+        self._check_grad(grad_out, (n, f, oh, ow), self.dtype)
+        grad_y = self._workspace("grad_y", (f, n * oh * ow), self.dtype)
+        grad_y.reshape(f, n, oh, ow)[...] = grad_out.transpose(1, 0, 2, 3)
+        return grad_y
 
     def _input_grad(self, grad_y):
         w2d = self.weights.reshape(self.out_channels, -1)
-        grad_cols = w2d.T @ grad_y                     # (K, N*OH*OW)
+        grad_cols = np.matmul(w2d.T, grad_y, out=self._workspace(
+            "grad_cols", (w2d.shape[1], grad_y.shape[1]), self.dtype))     # (K, N*OH*OW)
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
         return ops.col2im(grad_cols, self.x_shape, kh, kw, sh, sw, ph, pw, dh, dw)
 

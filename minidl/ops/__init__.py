@@ -81,18 +81,30 @@ def _float_array(x, what):
 
 
 # ---------------------------------------------------------------- convolution
-def im2col(x, kh, kw, sh=1, sw=1, ph=0, pw=0, dh=1, dw=1):
-    """x (N, C, H, W) -> cols (C*KH*KW, N*OH*OW), same dtype as x."""
+def im2col(x, kh, kw, sh=1, sw=1, ph=0, pw=0, dh=1, dw=1, out=None):
+    """x (N, C, H, W) -> cols (C*KH*KW, N*OH*OW), same dtype as x.
+
+    ``out``: an optional C-contiguous array of that shape and dtype to fill
+    (a buffer reused across steps); every entry is overwritten.
+    """
     n, c, h, w = x.shape
     oh = output_size(h, kh, sh, ph, dh)
     ow = output_size(w, kw, sw, pw, dw)
     if oh <= 0 or ow <= 0:
         raise ValueError(f"im2col: a {kh}x{kw} kernel (dilation {dh}x{dw}) does not fit "
                          f"an input of {h}x{w} padded by {ph}x{pw}")
+    shape = (c * kh * kw, n * oh * ow)
+    if out is not None and (out.shape != shape or out.dtype != x.dtype or not out.flags.c_contiguous):
+        raise ValueError(f"im2col: out must be a C-contiguous {x.dtype} array of shape {shape}, "
+                         f"got {out.dtype} {out.shape}")
     if _compiled is None:
-        return reference.im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+        cols = reference.im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+        if out is None:
+            return cols
+        out[...] = cols
+        return out
     x = _float_array(x, "im2col")
-    cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    cols = np.empty(shape, dtype=x.dtype) if out is None else out
     _compiled.im2col_into(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     return cols
 
