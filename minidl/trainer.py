@@ -120,7 +120,8 @@ class Trainer:
     def train_step(self, x, y):
         """One optimiser step on a batch; returns (loss, number correct)."""
         logits = self.net.forward(x)
-        loss_value = self.loss.forward(logits, y)
+        # a diverged network gives inf/NaN logits, which the loss itself would reject
+        loss_value = self.loss.forward(logits, y) if np.isfinite(logits).all() else float("nan")
         if not np.isfinite(loss_value):
             raise NonFiniteLossError(
                 f"the loss is {loss_value} at step {self.step_in_epoch + 1} of epoch {self.epoch + 1} "
