@@ -112,7 +112,8 @@ class ProgressBar(Callback):
 
 
 class FilterSnapshots(Callback):
-    """PNGs of a conv layer's filters every ``every`` steps and at each epoch end."""
+    """PNGs of a conv layer's filters every ``every`` steps and at each epoch end,
+    named epoch_EE_step_SSSSSS.png with the global step count."""
 
     def __init__(self, layer, directory, every=200):
         self.layer, self.directory, self.every = layer, directory, every
@@ -127,8 +128,8 @@ class FilterSnapshots(Callback):
             self.save(0, 0)  # the random initialisation
 
     def on_step_end(self, trainer, info):
-        if self.every and info["step"] % self.every == 0:
-            self.save(info["epoch"], info["step"])
+        if self.every and info["global_step"] % self.every == 0:
+            self.save(info["epoch"], info["global_step"])
 
     def on_epoch_end(self, trainer, epoch, record):
         self.save(epoch, trainer.global_step)
