@@ -1,10 +1,15 @@
 """minidl: a small, readable deep-learning framework in NumPy with a Cython core.
 
-    from minidl import layers, ops
-    from minidl.net import Sequential
-    from minidl.optim import SGD, EpochPolicy
-    from minidl.trainer import Trainer, evaluate
-    from minidl.gradcheck import check_layer
+    minidl.layers      Conv, MaxPool, FC, ReLU, SoftmaxCrossEntropy, L2Regularizer, ... (one module per family)
+    minidl.ops         im2col / col2im / pooling kernels: compiled, with NumPy references
+    minidl.net         Sequential
+    minidl.optim       SGD and friends, learning-rate schedules
+    minidl.trainer     Trainer (epochs, callbacks, checkpoints), evaluate
+    minidl.gradcheck   numerical gradient checks for any layer
+    minidl.data        MNIST / Fashion-MNIST / CIFAR-10 loaders
+    minidl.metrics     confusion matrix, accuracy, precision, recall
+    minidl.viz         filter grids, training plots, worst mistakes
+    minidl.runs        what train_mnist.py and train_l2reg.py do
 """
 from . import layers, ops
 from .net import Sequential
