@@ -10,6 +10,9 @@ import numpy as np
 
 from .gradcheck import check_layer, check_loss
 from .layers import FC, Conv, Flatten, L2Regularizer, MaxPool, ReLU, RegularizedLoss, SoftmaxCrossEntropy
+from .layers import (AvgPool, BatchNorm, Dropout, GlobalAvgPool, LeakyReLU, LocalResponseNorm,
+                     MeanSquaredError, MulticlassHingeLoss, Residual, Sigmoid, Tanh, resnet_block)
+from .net import Sequential
 from .models import lab_net
 
 F64 = np.float64
@@ -87,6 +90,126 @@ def _lab_net(rng):
     return check_layer(net, rng.standard_normal((2, 1, 28, 28)), rng=rng, name="lab network (small widths)")
 
 
+# ------------------------------------------------------------ the CNN toolbox
+def _avgpool(name, k, shape, **kw):
+    return name, lambda rng: check_layer(AvgPool(k, **kw), rng.standard_normal(shape), rng=rng, name=name)
+
+
+def _batchnorm(name, shape, training=True):
+    def case(rng):
+        bn = BatchNorm(shape[1], dtype=F64)
+        bn.gamma[:] = rng.standard_normal(shape[1])
+        bn.beta[:] = rng.standard_normal(shape[1])
+        if not training:  # running statistics away from their initial 0 and 1
+            for _ in range(3):
+                bn.forward(rng.standard_normal(shape) * 2 + 1)
+            bn.eval()
+        return check_layer(bn, rng.standard_normal(shape) * 3 + 0.5, rng=rng, name=name)
+    return name, case
+
+
+def _lrn(name, size, shape, alpha=0.5, beta=0.75, k=1.5):
+    return name, lambda rng: check_layer(LocalResponseNorm(size, alpha=alpha, beta=beta, k=k),
+                                         rng.standard_normal(shape), rng=rng, name=name)
+
+
+def _dropout(name, p, shape):
+    return name, lambda rng: check_layer(Dropout(p, rng=rng).freeze_mask(), rng.standard_normal(shape),
+                                         rng=rng, name=name)
+
+
+def _residual_identity(rng):
+    """relu(body(x) + x) with body conv-BN-ReLU-conv-BN keeping the shape (BatchNorm training mode)."""
+    # no conv bias before BatchNorm: BN subtracts the mean, so that bias's gradient is exactly 0
+    body = Sequential([Conv(3, 3, 3, padding=1, bias=False, dtype=F64, rng=rng), BatchNorm(3, dtype=F64), ReLU(),
+                       Conv(3, 3, 3, padding=1, bias=False, dtype=F64, rng=rng), BatchNorm(3, dtype=F64)])
+    return check_layer(Residual(body), rng.standard_normal((2, 3, 5, 4)), rng=rng,
+                       name="Residual identity shortcut")
+
+
+def _residual_projection(rng):
+    block = resnet_block(2, 4, stride=2, dtype=F64, rng=rng)
+    return check_layer(block, rng.standard_normal((3, 2, 7, 6)), rng=rng,
+                       name="Residual projection shortcut (resnet_block 2->4 stride 2)")
+
+
+def _residual_linear(rng):
+    """body(x) + shortcut(x) without the final ReLU; both branches plain convolutions."""
+    block = Residual(Conv(2, 3, 3, padding=1, dtype=F64, rng=rng), Conv(2, 3, 1, dtype=F64, rng=rng), relu=False)
+    return check_layer(block, rng.standard_normal((2, 2, 4, 5)), rng=rng, name="Residual no ReLU, conv shortcut")
+
+
+def _small_resnet(rng):
+    net = Sequential([Conv(1, 3, 3, padding=1, bias=False, dtype=F64, rng=rng), BatchNorm(3, dtype=F64), ReLU(),
+                      resnet_block(3, 3, dtype=F64, rng=rng), resnet_block(3, 4, stride=2, dtype=F64, rng=rng),
+                      GlobalAvgPool(), FC(4, 5, dtype=F64, rng=rng)])
+    return check_layer(net, rng.standard_normal((3, 1, 6, 6)), rng=rng, name="small residual network")
+
+
+def hinge_logits(rng, n, c, labels, delta, margin=0.05):
+    """Logits whose hinge margins x_nj - x_ny + delta all keep |.| >= margin: away from the kinks."""
+    rows = np.arange(n)
+    while True:
+        logits = rng.standard_normal((n, c)) * 2
+        margins = logits - logits[rows, labels][:, None] + delta
+        margins[rows, labels] = 1.0
+        if np.abs(margins).min() >= margin:
+            return logits
+
+
+def _hinge(name, n, c, delta=1.0, one_hot=False):
+    def case(rng):
+        labels = rng.integers(0, c, size=n)
+        logits = hinge_logits(rng, n, c, labels, delta)
+        targets = np.eye(c)[labels] if one_hot else labels
+        return check_loss(MulticlassHingeLoss(delta), logits, targets, name=name)
+    return name, case
+
+
+def _mse(name, n, d, labels=False):
+    def case(rng):
+        targets = rng.integers(0, d, size=n) if labels else rng.standard_normal((n, d))
+        return check_loss(MeanSquaredError(), rng.standard_normal((n, d)) * 2, targets, name=name)
+    return name, case
+
+
+def toolbox_cases():
+    """Checks of pooling, activations, normalisation, dropout, residual blocks and the extra losses."""
+    return [
+        _avgpool("AvgPool 2x2", 2, (2, 3, 6, 6)),
+        _avgpool("AvgPool 3x3 stride 2 pad 1 odd size", 3, (2, 2, 7, 9), stride=2, padding=1),
+        _avgpool("AvgPool 2x3 stride (1,2) pad 1", (2, 3), (1, 2, 5, 6), stride=(1, 2), padding=1),
+        _avgpool("AvgPool 3x3 stride 1 overlapping", 3, (2, 1, 5, 5), stride=1),
+        ("GlobalAvgPool", lambda rng: check_layer(GlobalAvgPool(), rng.standard_normal((3, 4, 5, 2)), rng=rng,
+                                                  name="GlobalAvgPool")),
+        ("Tanh", lambda rng: check_layer(Tanh(), 2 * rng.standard_normal((2, 3, 4, 5)), rng=rng, name="Tanh")),
+        ("Sigmoid", lambda rng: check_layer(Sigmoid(), 4 * rng.standard_normal((3, 4, 5)), rng=rng,
+                                            name="Sigmoid")),
+        ("LeakyReLU", lambda rng: check_layer(LeakyReLU(), away_from_zero((2, 3, 4, 4), rng), rng=rng,
+                                              name="LeakyReLU")),
+        ("LeakyReLU slope 0.2 2-d", lambda rng: check_layer(LeakyReLU(0.2), away_from_zero((5, 7), rng), rng=rng,
+                                                            name="LeakyReLU slope 0.2 2-d")),
+        _batchnorm("BatchNorm 4-d training", (4, 3, 5, 6)),
+        _batchnorm("BatchNorm 2-d training", (6, 5)),
+        _batchnorm("BatchNorm 4-d eval", (3, 2, 4, 3), training=False),
+        _lrn("LocalResponseNorm size 1", 1, (2, 6, 3, 4)),
+        _lrn("LocalResponseNorm size 2", 2, (2, 6, 3, 4)),
+        _lrn("LocalResponseNorm size 3", 3, (2, 6, 3, 4), alpha=1.0, beta=0.5, k=2.0),
+        _lrn("LocalResponseNorm size 5", 5, (2, 7, 3, 3)),
+        _lrn("LocalResponseNorm size 8 > C", 8, (1, 5, 4, 3), alpha=2.0, beta=0.75, k=1.0),
+        _dropout("Dropout p=0.5 fixed mask", 0.5, (2, 3, 4, 5)),
+        _dropout("Dropout p=0.2 fixed mask 2-d", 0.2, (6, 7)),
+        ("Residual identity shortcut", _residual_identity),
+        ("Residual projection shortcut", _residual_projection),
+        ("Residual no ReLU", _residual_linear),
+        ("small residual network", _small_resnet),
+        _hinge("MulticlassHingeLoss labels", 6, 5),
+        _hinge("MulticlassHingeLoss delta 0.5 one-hot", 5, 4, delta=0.5, one_hot=True),
+        _mse("MeanSquaredError", 5, 3),
+        _mse("MeanSquaredError labels", 4, 6, labels=True),
+    ]
+
+
 def builtin_cases():
     """[(name, rng -> CheckResult), ...] of every built-in check."""
     return [
@@ -112,7 +235,7 @@ def builtin_cases():
         ("L2Regularizer", _l2_alone),
         ("L2Regularizer + cross-entropy", _regularized),
         ("lab network", _lab_net),
-    ]
+    ] + toolbox_cases()
 
 
 def run_builtin(seed=0, select=None, tol=1e-6):

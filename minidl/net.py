@@ -1,4 +1,6 @@
 """Sequential: a chain of layers that is itself a layer."""
+import copy
+
 import numpy as np
 
 from .layers.base import Layer
@@ -12,6 +14,9 @@ class Sequential(Layer):
     ``backward`` skips the first layer's input gradient, which no one needs.
     A Sequential is a layer, so Sequentials nest.
     """
+
+    #: attributes holding sub-layers (containers declare theirs; see ``sublayers``)
+    child_fields = ("layers",)
 
     def __init__(self, layers, name=None):
         super().__init__(name)
@@ -101,32 +106,48 @@ class Sequential(Layer):
 
         Columns: output shape, parameter count, and the bytes each layer caches in
         forward for backprop (measured by running a forward pass on zeros and
-        summing the arrays named in ``cache_slots``). ``dtype`` defaults to that
-        of the parameters.
+        summing the arrays named in ``cache_slots``, those of a container's
+        sub-layers included). ``dtype`` defaults to that of the parameters. The
+        pass runs on a copy of the net, so running statistics, random generators
+        and caches of the net itself are untouched.
         """
         if dtype is None:  # the dtype of the parameters, float32 for a net without any
             dtype = next((arr.dtype for _, arr in self.params()), np.dtype(np.float32))
         x = np.zeros((batch_size, *input_shape), dtype=dtype)
         rows = []
-        was_training = self.training
-        self.train(True)
-        try:
-            for path, layer in self.named_layers():
-                x = layer.forward(x)  # leaves in order: nested Sequentials are flattened
-                n_params = sum(int(a.size) for _, a in layer.params()) if hasattr(layer, "params") else 0
-                cache = sum(getattr(layer, slot).nbytes for slot in getattr(layer, "cache_slots", ())
-                            if isinstance(getattr(layer, slot, None), np.ndarray))
-                rows.append((path, type(layer).__name__, tuple(x.shape), n_params, cache))
-        finally:
-            self.train(was_training)
-        lines = [f"{'layer':<24}{'type':<14}{'output shape':<22}{'params':>10}{'cache (KiB)':>14}"]
+        net = copy.deepcopy(self).train(True)
+        for path, layer in net.named_layers():
+            x = layer.forward(x)  # leaves in order: nested Sequentials are flattened
+            n_params = sum(int(a.size) for _, a in layer.params()) if hasattr(layer, "params") else 0
+            rows.append((path, type(layer).__name__, tuple(x.shape), n_params, cache_nbytes(layer)))
+        lines = [f"{'layer':<24}{'type':<19}{'output shape':<22}{'params':>10}{'cache (KiB)':>14}"]
         for path, kind, shape, n_params, cache in rows:
-            lines.append(f"{path:<24}{kind:<14}{str(shape):<22}{n_params:>10,}{cache / 1024:>14,.1f}")
+            lines.append(f"{path:<24}{kind:<19}{str(shape):<22}{n_params:>10,}{cache / 1024:>14,.1f}")
         total_params = sum(r[3] for r in rows)
         total_cache = sum(r[4] for r in rows)
-        lines.append(f"{'total':<60}{total_params:>10,}{total_cache / 1024:>14,.1f}")
+        lines.append(f"{'total':<65}{total_params:>10,}{total_cache / 1024:>14,.1f}")
         lines.append(f"(batch of {batch_size}, {np.dtype(dtype).name}; activation memory for backprop "
                      f"{total_cache / 2**20:.2f} MiB)")
         text = "\n".join(lines)
         print(text, file=file)
         return {"rows": rows, "total_params": total_params, "total_cache_bytes": total_cache, "text": text}
+
+
+def sublayers(layer):
+    """The direct sub-layers of a container, read from the attributes its ``child_fields``
+    names (each a layer, a list of layers, or None); [] for a leaf layer."""
+    out = []
+    for field in getattr(layer, "child_fields", ()):
+        value = getattr(layer, field, None)
+        if isinstance(value, (list, tuple)):
+            out.extend(value)
+        elif value is not None:
+            out.append(value)
+    return out
+
+
+def cache_nbytes(layer):
+    """Bytes of the arrays named in ``cache_slots`` of ``layer`` and of all its sub-layers."""
+    own = sum(getattr(layer, slot).nbytes for slot in getattr(layer, "cache_slots", ())
+              if isinstance(getattr(layer, slot, None), np.ndarray))
+    return own + sum(cache_nbytes(child) for child in sublayers(layer))

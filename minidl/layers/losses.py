@@ -108,3 +108,104 @@ class SoftmaxCrossEntropy(Loss):
         grad = softmax(logits) * dist.sum(axis=1, keepdims=True) - dist
         grad /= logits.shape[0]
         return grad
+
+
+class MulticlassHingeLoss(Loss):
+    """Mean multiclass hinge (SVM) loss, Weston & Watkins / CS231n form.
+
+    logits x (N, C), labels y (N,) or one-hot rows (N, C):
+
+        L = (1/N) sum_n sum_{j != y_n} max(0, x_nj - x_{n,y_n} + delta)
+
+    Each wrong class j whose score comes within ``delta`` of the true one
+    (margin m_nj = x_nj - x_{n,y_n} + delta > 0) adds m_nj. A subgradient:
+
+        dL/dx_nj     =  [m_nj > 0] / N                       for j != y_n
+        dL/dx_{n,y_n} = -(number of j != y_n with m_nj > 0) / N
+
+    taking 0 for the slope of max(0, m) at the kink m = 0.
+    """
+
+    def __init__(self, delta=1.0, name=None):
+        super().__init__(name)
+        if isinstance(delta, bool) or not np.isfinite(delta) or delta < 0:
+            raise ValueError(f"{self._describe()}: delta must be a number >= 0, got {delta!r}")
+        self.delta = float(delta)
+
+    def _labels(self, logits, targets):
+        """Integer labels (N,) from labels or one-hot rows."""
+        targets = np.asarray(targets)
+        dist = self._target_distribution(logits, targets)
+        if targets.ndim == 1:
+            return targets.astype(np.int64, copy=False)
+        one_hot = np.all((dist == 0) | (dist == 1), axis=1) & (dist.sum(axis=1) == 1)
+        if not one_hot.all():
+            first = int(np.argmin(one_hot))
+            raise ValueError(f"{self._describe()}: targets (N, C) must be one-hot rows (the hinge loss "
+                             f"needs one true class), row {first} is {targets[first]}")
+        return dist.argmax(axis=1)
+
+    def _margins(self, logits, labels):
+        """m (N, C) with m_nj = x_nj - x_{n,y_n} + delta, and 0 at j = y_n."""
+        rows = np.arange(logits.shape[0])
+        margins = logits - logits[rows, labels][:, None] + self.delta
+        margins[rows, labels] = 0
+        return margins
+
+    def forward(self, logits, targets):
+        """logits (N, C), targets (N,) or one-hot (N, C) -> mean loss (float)."""
+        self._check_logits(logits)
+        labels = self._labels(logits, targets)
+        margins = self._margins(logits, labels)
+        return float(np.maximum(margins, 0).sum() / logits.shape[0])
+
+    def backward_inputs(self, logits, targets):
+        """logits (N, C), targets -> dL/dlogits (N, C)."""
+        self._check_logits(logits)
+        labels = self._labels(logits, targets)
+        active = (self._margins(logits, labels) > 0).astype(logits.dtype)   # 0 at j = y_n
+        grad = active
+        grad[np.arange(logits.shape[0]), labels] = -active.sum(axis=1)
+        grad /= logits.shape[0]
+        return grad
+
+
+class MeanSquaredError(Loss):
+    """Half the squared Euclidean distance, averaged over the batch.
+
+    predictions x (N, D), targets t (N, D) of real numbers, or integer labels
+    (N,) which stand for their one-hot rows (regression onto one-hot codes):
+
+        L = (1/N) sum_n 0.5 * ||x_n - t_n||^2          dL/dx = (x - t) / N
+
+    Note the convention: a sum over the D outputs and a mean over the batch,
+    with the 1/2 that cancels the square's 2. PyTorch's ``MSELoss()`` is the
+    mean over all N*D elements without the 1/2, i.e. 2/D times this loss.
+    """
+
+    def _targets(self, logits, targets):
+        targets = np.asarray(targets)
+        if targets.ndim == 1:
+            return self._target_distribution(logits, targets)      # labels -> one-hot
+        if targets.shape != logits.shape:
+            raise ValueError(f"{self._describe()}: expected targets of shape {logits.shape} "
+                             f"(or labels ({logits.shape[0]},)), got {targets.shape}")
+        if not (np.issubdtype(targets.dtype, np.floating) or np.issubdtype(targets.dtype, np.integer)):
+            raise ValueError(f"{self._describe()}: expected numeric targets, got {targets.dtype}")
+        bad = ~np.isfinite(targets)
+        if bad.any():
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{self._describe()}: {int(bad.sum())} non-finite targets, "
+                             f"the first at index {first}")
+        return targets.astype(logits.dtype, copy=False)
+
+    def forward(self, logits, targets):
+        """predictions (N, D), targets (N, D) or labels (N,) -> mean loss (float)."""
+        self._check_logits(logits)
+        diff = logits - self._targets(logits, targets)
+        return float(0.5 * np.sum(diff.astype(np.float64) ** 2) / logits.shape[0])
+
+    def backward_inputs(self, logits, targets):
+        """predictions (N, D), targets -> dL/dpredictions (N, D)."""
+        self._check_logits(logits)
+        return (logits - self._targets(logits, targets)) / logits.shape[0]

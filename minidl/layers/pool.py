@@ -67,3 +67,139 @@ class MaxPool(Layer):
 
     def __repr__(self):
         return f"MaxPool(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding})"
+
+
+# ------------------------------------------------------------ average pooling
+def avg_pool_naive(x, kernel_size, stride, padding):
+    """The obvious loops: x (N, C, H, W) -> y (N, C, OH, OW), zero padding counted.
+
+    y[n, c, oh, ow] = (1 / (KH*KW)) * sum_{i<KH, j<KW} x_pad[n, c, oh*SH + i, ow*SW + j].
+    The reader's version and the oracle of ``AvgPool``; one Python step per output pixel.
+    """
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    n, c, h, w = x.shape
+    oh, ow = ops.output_size(h, kh, sh, ph), ops.output_size(w, kw, sw, pw)
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    for row in range(oh):
+        for col in range(ow):
+            window = x_pad[:, :, row * sh:row * sh + kh, col * sw:col * sw + kw]
+            y[:, :, row, col] = window.sum(axis=(2, 3)) / (kh * kw)
+    return y
+
+
+class AvgPool(Layer):
+    """Mean over each KH x KW window, per channel; zero padding counts in the mean.
+
+    x (N, C, H, W) -> y (N, C, OH, OW),
+
+        y[n, c, oh, ow] = (1 / (KH*KW)) * sum_{i, j} x_pad[n, c, oh*SH + i, ow*SW + j]
+
+    so every window divides by KH*KW, also at the border where part of it is
+    padding (PyTorch's ``count_include_pad=True``, its default). The layer is
+    linear, each input pixel receives 1/(KH*KW) of the gradient of every window
+    that covers it:
+
+        dL/dx_pad[n, c, oh*SH + i, ow*SW + j] += dL/dy[n, c, oh, ow] / (KH*KW)
+
+    Both directions loop over the KH*KW offsets (i, j) of the window, each one a
+    strided slice of the whole batch; ``avg_pool_naive`` is the per-pixel version.
+    ``stride`` defaults to the kernel size.
+    """
+
+    cache_slots = ("x_shape",)
+
+    def __init__(self, kernel_size, stride=None, padding=0, name=None):
+        super().__init__(name)
+        who = f"AvgPool '{self.name}'"
+        self.kernel_size = as_pair(kernel_size, "kernel_size", who)
+        self.stride = self.kernel_size if stride is None else as_pair(stride, "stride", who)
+        self.padding = as_pair(padding, "padding", who, minimum=0)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"{who}: padding {self.padding} must be at most half the kernel "
+                             f"{self.kernel_size}, or a window could hold only padding")
+        self.x_shape = None  # (N, C, H, W) of the last input: read by backward_inputs
+        self._dtype = None   # dtype of the last input: backward_inputs checks grad_out against it
+
+    def output_hw(self, height, width):
+        """(OH, OW) for an input of height x width."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return ops.output_size(height, kh, sh, ph), ops.output_size(width, kw, sw, pw)
+
+    def _window_slices(self, oh, ow):
+        """For each offset (i, j) of the window, the slices of x_pad that it reads for all outputs."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        for i in range(kh):
+            for j in range(kw):
+                yield (slice(None), slice(None), slice(i, i + sh * (oh - 1) + 1, sh),
+                       slice(j, j + sw * (ow - 1) + 1, sw))
+
+    def forward(self, x):
+        """x (N, C, H, W) -> y (N, C, OH, OW)."""
+        self._check_float(x)
+        self._check_ndim(x, 4, "(N, C, H, W)")
+        n, c, h, w = x.shape
+        oh, ow = self.output_hw(h, w)
+        if oh < 1 or ow < 1:
+            raise ValueError(f"{self._describe()}: a {self.kernel_size[0]}x{self.kernel_size[1]} "
+                             f"window does not fit an input of {h}x{w} padded by {self.padding}")
+        ph, pw = self.padding
+        x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        window_sum = np.zeros((n, c, oh, ow), dtype=x.dtype)
+        for window in self._window_slices(oh, ow):
+            window_sum += x_pad[window]
+        self.x_shape = x.shape
+        self._dtype = x.dtype
+        return window_sum / (self.kernel_size[0] * self.kernel_size[1])
+
+    def backward_inputs(self, grad_out):
+        """grad_out (N, C, OH, OW) -> dL/dx (N, C, H, W)."""
+        x_shape = self._cached("x_shape", "backward_inputs")
+        n, c, h, w = x_shape
+        oh, ow = self.output_hw(h, w)
+        self._check_grad(grad_out, (n, c, oh, ow), self._dtype)
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        share = grad_out / (kh * kw)                   # what each covered pixel receives
+        grad_pad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad_out.dtype)
+        for window in self._window_slices(oh, ow):
+            grad_pad[window] += share                  # overlapping windows add up
+        return np.ascontiguousarray(grad_pad[:, :, ph:ph + h, pw:pw + w])
+
+    def config(self):
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding), "name": self.name}
+
+    def __repr__(self):
+        return f"AvgPool(kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding})"
+
+
+class GlobalAvgPool(Layer):
+    """Mean over all spatial positions of each channel (ResNet's head).
+
+    x (N, C, H, W) -> y (N, C),   y[n, c] = (1 / (H*W)) * sum_{h, w} x[n, c, h, w]
+
+        dL/dx[n, c, h, w] = dL/dy[n, c] / (H*W)      (the same for every position)
+    """
+
+    cache_slots = ("x_shape",)
+
+    def __init__(self, name=None):
+        super().__init__(name)
+        self.x_shape = None  # (N, C, H, W) of the last input: read by backward_inputs
+        self._dtype = None   # dtype of the last input: backward_inputs checks grad_out against it
+
+    def forward(self, x):
+        """x (N, C, H, W) -> y (N, C)."""
+        self._check_float(x)
+        self._check_ndim(x, 4, "(N, C, H, W)")
+        self.x_shape = x.shape
+        self._dtype = x.dtype
+        return x.mean(axis=(2, 3))
+
+    def backward_inputs(self, grad_out):
+        """grad_out (N, C) -> dL/dx (N, C, H, W)."""
+        x_shape = self._cached("x_shape", "backward_inputs")
+        self._check_grad(grad_out, x_shape[:2], self._dtype)
+        n, c, h, w = x_shape
+        share = grad_out / (h * w)
+        return np.ascontiguousarray(np.broadcast_to(share[:, :, None, None], x_shape))
