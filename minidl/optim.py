@@ -4,6 +4,8 @@ An optimiser's ``step(pairs)`` takes the ``(param, grad)`` pairs of a backward
 pass and updates each ``param`` in place. A parameter may appear in several
 pairs (its data gradient and a regularizer's): their gradients are summed first.
 """
+import math
+
 import numpy as np
 
 
@@ -60,6 +62,9 @@ class Optimizer:
                 prefix = f"{i}."
                 if key.startswith(prefix) and "." not in key[len(prefix):]:
                     value = np.asarray(state[key])
+                    if value.ndim == 0:  # a per-parameter scalar (Adam's step count): kept as saved
+                        slot[key[len(prefix):]] = value.copy()
+                        continue
                     if value.shape != param.shape:
                         raise ValueError(f"{type(self).__name__}: saved state {key} has shape {value.shape}, "
                                          f"parameter {i} has shape {param.shape}")
@@ -71,10 +76,14 @@ class SGD(Optimizer):
 
         g = grad + weight_decay * w
         classical momentum:  v = momentum * v + g             w -= lr * v
-        damped momentum:     v = momentum * v + (1 - m) * g   w -= lr * v   (dampening=momentum,
-                                                                        the VGG practical's form)
+        dampened momentum:   v = momentum * v + (1 - dampening) * g        w -= lr * v
         Nesterov:            w -= lr * (g + momentum * v)     after the classical update of v
         no momentum:         w -= lr * g
+
+    As PyTorch, the first step sets v = g (undamped). The VGG practical's form
+    mu = m*mu + (1-m)*g starts instead from mu = 0, so its first step is (1-m)*g:
+    ``SGD(lr, momentum=m, dampening=m)`` differs from it in that first step only;
+    ``DampedMomentumSGD(lr, m)`` is the practical's update exactly.
     """
 
     def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
@@ -127,3 +136,181 @@ class EpochPolicy:
 
     def __repr__(self):
         return f"EpochPolicy({self.policy})"
+
+
+# ------------------------------------------------------- more optimisers
+def _check_rate(owner, what, value, low, high, high_open=True):
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) \
+        and low <= value and (value < high if high_open else value <= high)
+    if not ok:
+        bracket = ")" if high_open else "]"
+        raise ValueError(f"{owner}: {what} must be in [{low}, {high}{bracket}, got {value!r}")
+    return float(value)
+
+
+class DampedMomentumSGD(SGD):
+    """SGD with the VGG practical's damped momentum, exactly (seed 000, part 2):
+
+        g = grad + weight_decay * w        (the practical's "shrinkage")
+        mu = momentum * mu + (1 - momentum) * g,    mu starting at 0
+        w -= lr * mu
+
+    The velocity is an exponential moving average of the gradients, so the step
+    has the size of one gradient whatever the momentum. Unlike
+    ``SGD(lr, momentum=m, dampening=m)`` (PyTorch's rule, v = g on the first
+    step) the first step here is (1 - m) * g.
+    """
+
+    def __init__(self, lr, momentum=0.9, weight_decay=0.0):
+        super().__init__(lr, momentum=momentum, weight_decay=weight_decay, dampening=momentum)
+        if self.momentum == 0.0:
+            raise ValueError("DampedMomentumSGD: momentum must be in (0, 1); use SGD for plain steps")
+
+    def _update(self, param, grad, slot):
+        if self.weight_decay:
+            grad = grad + self.weight_decay * param
+        velocity = slot.get("velocity")
+        if velocity is None:
+            velocity = slot["velocity"] = np.zeros_like(param)
+        velocity *= self.momentum
+        velocity += (1.0 - self.momentum) * grad
+        param -= self.lr * velocity
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Tieleman & Hinton 2012), as PyTorch's ``torch.optim.RMSprop`` with its defaults.
+
+        g = grad + weight_decay * w
+        s = alpha * s + (1 - alpha) * g^2          (s starts at 0)
+        w -= lr * g / (sqrt(s) + eps)
+
+    Each weight's step is divided by a running root mean square of its own
+    gradients, so weights with small gradients take relatively larger steps.
+    State per parameter: ``square_avg`` (the shape of the parameter).
+    """
+
+    def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0):
+        super().__init__(lr)
+        self.alpha = _check_rate("RMSprop", "alpha", alpha, 0.0, 1.0)
+        self.eps = _check_rate("RMSprop", "eps", eps, 0.0, np.inf)
+        self.weight_decay = _check_rate("RMSprop", "weight_decay", weight_decay, 0.0, np.inf)
+
+    def _update(self, param, grad, slot):
+        if self.weight_decay:
+            grad = grad + self.weight_decay * param
+        square_avg = slot.get("square_avg")
+        if square_avg is None:
+            square_avg = slot["square_avg"] = np.zeros_like(param)
+        square_avg *= self.alpha
+        square_avg += (1.0 - self.alpha) * grad * grad
+        param -= self.lr * grad / (np.sqrt(square_avg) + self.eps)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015), as PyTorch's ``torch.optim.Adam`` (L2 weight decay, not AdamW).
+
+        g = grad + weight_decay * w
+        m = beta1 * m + (1 - beta1) * g            (first moment, starts at 0)
+        v = beta2 * v + (1 - beta2) * g^2          (second moment, starts at 0)
+        t = t + 1
+        w -= lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+    The divisions by 1 - beta^t undo the bias of moments that start at 0.
+    State per parameter: ``exp_avg``, ``exp_avg_sq`` (the parameter's shape) and
+    ``step``, a 0-d int64 array, so ``state_dict`` saves the step count and a
+    restored optimiser continues with the same bias corrections.
+    """
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(lr)
+        if len(betas) != 2:
+            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (_check_rate("Adam", "beta1", betas[0], 0.0, 1.0),
+                      _check_rate("Adam", "beta2", betas[1], 0.0, 1.0))
+        self.eps = _check_rate("Adam", "eps", eps, 0.0, np.inf)
+        self.weight_decay = _check_rate("Adam", "weight_decay", weight_decay, 0.0, np.inf)
+
+    def _update(self, param, grad, slot):
+        beta1, beta2 = self.betas
+        if self.weight_decay:
+            grad = grad + self.weight_decay * param
+        if "step" not in slot:
+            slot["exp_avg"] = np.zeros_like(param)
+            slot["exp_avg_sq"] = np.zeros_like(param)
+            slot["step"] = np.array(0, dtype=np.int64)
+        exp_avg, exp_avg_sq, step = slot["exp_avg"], slot["exp_avg_sq"], slot["step"]
+        exp_avg *= beta1
+        exp_avg += (1.0 - beta1) * grad
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1.0 - beta2) * grad * grad
+        step += 1                                   # in place: the 0-d array stays the saved one
+        t = int(step)
+        bias_correction1 = 1.0 - beta1 ** t
+        bias_correction2 = 1.0 - beta2 ** t
+        # PyTorch's arrangement of the same formula (so the two agree to rounding)
+        denom = np.sqrt(exp_avg_sq) / bias_correction2 ** 0.5 + self.eps
+        param -= (self.lr / bias_correction1) * exp_avg / denom
+
+
+# ------------------------------------------------------- more schedules
+class StepDecay:
+    """lr(epoch) = lr * gamma ** floor((epoch - 1) / step_size): multiply by gamma every
+    ``step_size`` epochs (epochs count from 1; PyTorch's StepLR at epoch index epoch - 1)."""
+
+    def __init__(self, lr, step_size, gamma=0.1):
+        if not np.isfinite(lr) or lr <= 0:
+            raise ValueError(f"StepDecay: lr must be a positive number, got {lr}")
+        if isinstance(step_size, bool) or int(step_size) != step_size or step_size < 1:
+            raise ValueError(f"StepDecay: step_size must be a positive integer, got {step_size!r}")
+        if not np.isfinite(gamma) or gamma <= 0:
+            raise ValueError(f"StepDecay: gamma must be a positive number, got {gamma}")
+        self.lr, self.step_size, self.gamma = float(lr), int(step_size), float(gamma)
+
+    def __call__(self, epoch):
+        return self.lr * self.gamma ** ((epoch - 1) // self.step_size)
+
+    def __repr__(self):
+        return f"StepDecay(lr={self.lr}, step_size={self.step_size}, gamma={self.gamma})"
+
+
+class ExponentialDecay:
+    """lr(epoch) = lr * gamma ** (epoch - 1): multiply by gamma every epoch (epochs from 1)."""
+
+    def __init__(self, lr, gamma):
+        if not np.isfinite(lr) or lr <= 0:
+            raise ValueError(f"ExponentialDecay: lr must be a positive number, got {lr}")
+        if not np.isfinite(gamma) or gamma <= 0:
+            raise ValueError(f"ExponentialDecay: gamma must be a positive number, got {gamma}")
+        self.lr, self.gamma = float(lr), float(gamma)
+
+    def __call__(self, epoch):
+        return self.lr * self.gamma ** (epoch - 1)
+
+    def __repr__(self):
+        return f"ExponentialDecay(lr={self.lr}, gamma={self.gamma})"
+
+
+class CosineDecay:
+    """Half a cosine from lr down to min_lr over ``total_epochs`` epochs (epochs from 1):
+
+        lr(epoch) = min_lr + (lr - min_lr) * (1 + cos(pi * (epoch - 1) / total_epochs)) / 2
+
+    PyTorch's CosineAnnealingLR(T_max=total_epochs) at epoch index epoch - 1: lr at
+    epoch 1, just above min_lr at the last epoch; min_lr from epoch total_epochs + 1 on.
+    """
+
+    def __init__(self, lr, total_epochs, min_lr=0.0):
+        if not np.isfinite(lr) or lr <= 0:
+            raise ValueError(f"CosineDecay: lr must be a positive number, got {lr}")
+        if isinstance(total_epochs, bool) or int(total_epochs) != total_epochs or total_epochs < 1:
+            raise ValueError(f"CosineDecay: total_epochs must be a positive integer, got {total_epochs!r}")
+        if not np.isfinite(min_lr) or not 0 <= min_lr <= lr:
+            raise ValueError(f"CosineDecay: min_lr must be in [0, lr], got {min_lr}")
+        self.lr, self.total_epochs, self.min_lr = float(lr), int(total_epochs), float(min_lr)
+
+    def __call__(self, epoch):
+        progress = min(epoch - 1, self.total_epochs) / self.total_epochs
+        return self.min_lr + (self.lr - self.min_lr) * (1 + math.cos(math.pi * progress)) / 2
+
+    def __repr__(self):
+        return f"CosineDecay(lr={self.lr}, total_epochs={self.total_epochs}, min_lr={self.min_lr})"
