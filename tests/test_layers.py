@@ -1,0 +1,564 @@
+"""Layers against the naive loops of tests/naive.py and against hand-computed values.
+
+Also: initialisation, output sizes, Sequential, and the robustness promises of
+the layer contract (backward never modifies its arguments, is repeatable,
+accepts non-contiguous arrays, and copes with changing batch sizes).
+"""
+import io
+import math
+
+import numpy as np
+import pytest
+
+import naive
+from minidl import layers
+from minidl.layers import FC, Conv, Flatten, L2Regularizer, MaxPool, RegularizedLoss, ReLU, SoftmaxCrossEntropy
+from minidl.models import lab_net
+from minidl.net import Sequential
+
+DTYPES = [np.float32, np.float64]
+
+
+def assert_close(actual, expected, dtype):
+    """float64 to ~1e-12, float32 to ~1e-5 of the scale of the expected values."""
+    expected = np.asarray(expected, dtype=np.float64)
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    tol = 2e-5 if np.dtype(dtype) == np.float32 else 1e-12
+    assert actual.shape == expected.shape
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=tol, atol=tol * scale)
+
+
+def with_random_bias(layer, rng):
+    layer.bias[...] = rng.standard_normal(layer.bias.shape)
+    return layer
+
+
+# ===================================================================== Conv
+# C, F, (H, W), kernel, stride, padding, dilation, N
+CONV_CASES = [
+    (3, 2, (7, 5), (3, 2), (1, 2), (1, 0), (1, 1), 2),
+    (2, 4, (6, 9), (2, 3), (2, 1), (0, 1), (1, 2), 3),
+    (1, 3, (8, 5), (1, 3), (3, 1), (0, 2), (1, 1), 1),      # C == 1, N == 1
+    (2, 1, (5, 7), (3, 1), (1, 1), (2, 0), (2, 1), 2),
+    (3, 2, (5, 6), (5, 6), (1, 1), (0, 0), (1, 1), 4),      # kernel == input
+    (2, 3, (3, 4), (5, 4), (2, 1), (1, 2), (1, 2), 2),      # kernel == padded input (along H)
+    (3, 2, (9, 8), (3, 4), (2, 3), (1, 1), (2, 1), 2),      # strides that do not divide
+    (4, 3, (4, 3), (1, 1), (1, 1), (0, 0), (1, 1), 3),      # 1x1 kernel
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c,f,hw,kernel,stride,padding,dilation,n", CONV_CASES)
+def test_conv_matches_naive_direct_convolution(rng, dtype, c, f, hw, kernel, stride, padding, dilation, n):
+    conv = with_random_bias(Conv(c, f, kernel, stride=stride, padding=padding, dilation=dilation,
+                                 dtype=dtype, rng=1), rng)
+    x = rng.standard_normal((n, c, *hw)).astype(dtype)
+    y = conv.forward(x)
+    assert y.dtype == dtype
+    expected_y = naive.conv_forward(x, conv.weights, conv.bias, stride, padding, dilation)
+    assert_close(y, expected_y, dtype)
+
+    grad_out = rng.standard_normal(y.shape).astype(dtype)
+    grad_x, grad_w, grad_b = naive.conv_backward(x, conv.weights, grad_out, stride, padding, dilation)
+    dx = conv.backward_inputs(grad_out)
+    assert dx.dtype == dtype
+    assert_close(dx, grad_x, dtype)
+    pairs = conv.backward_params(grad_out)
+    assert [p is q for (p, _), q in zip(pairs, (conv.weights, conv.bias))] == [True, True]
+    assert_close(pairs[0][1], grad_w, dtype)
+    assert_close(pairs[1][1], grad_b, dtype)
+    # backprop (the shared-work path Sequential uses) agrees with the two methods
+    dx2, pairs2 = conv.backprop(grad_out)
+    np.testing.assert_array_equal(dx2, dx)
+    for (p1, g1), (p2, g2) in zip(pairs, pairs2):
+        assert p1 is p2
+        np.testing.assert_array_equal(g1, g2)
+    assert conv.backprop(grad_out, need_input_grad=False)[0] is None
+
+
+@pytest.mark.parametrize("kernel,dilation", [(3, 1), ((3, 5), 1), ((5, 3), (2, 1)), (1, 3)])
+def test_conv_padding_same_keeps_the_size(rng, kernel, dilation):
+    conv = with_random_bias(Conv(2, 3, kernel, padding="same", dilation=dilation, dtype=np.float64, rng=0), rng)
+    x = rng.standard_normal((2, 2, 7, 6))
+    y = conv.forward(x)
+    assert y.shape == (2, 3, 7, 6)
+    kh, kw = conv.kernel_size
+    dh, dw = conv.dilation
+    padding = (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
+    assert conv.padding == padding
+    assert_close(y, naive.conv_forward(x, conv.weights, conv.bias, (1, 1), padding, conv.dilation), np.float64)
+
+
+def test_conv_without_bias(rng):
+    conv = Conv(2, 3, (2, 3), bias=False, dtype=np.float64, rng=0)
+    assert conv.bias is None and [name for name, _ in conv.params()] == ["weights"]
+    x = rng.standard_normal((2, 2, 4, 5))
+    assert_close(conv.forward(x), naive.conv_forward(x, conv.weights, None), np.float64)
+    assert len(conv.backward_params(np.ones((2, 3, 3, 3)))) == 1
+
+
+@pytest.mark.parametrize("h,w,kernel,stride,padding,dilation", [
+    (28, 28, 5, 1, 2, 1), (7, 5, (3, 2), (2, 3), (1, 0), 1), (9, 8, (3, 4), (2, 3), (1, 1), (2, 1)),
+    (6, 11, (2, 5), (3, 2), (0, 2), (1, 2)), (4, 4, 4, 5, 0, 1),
+])
+def test_conv_output_size_is_pytorchs(rng, h, w, kernel, stride, padding, dilation):
+    conv = Conv(1, 2, kernel, stride=stride, padding=padding, dilation=dilation, dtype=np.float64)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    expected = (math.floor((h + 2 * ph - dh * (kh - 1) - 1) / sh + 1),
+                math.floor((w + 2 * pw - dw * (kw - 1) - 1) / sw + 1))
+    assert conv.output_hw(h, w) == expected
+    assert conv.forward(rng.standard_normal((1, 1, h, w))).shape == (1, 2, *expected)
+
+
+def test_conv_and_maxpool_agree_with_pytorch(rng):
+    """An outside oracle, when PyTorch happens to be installed (it is never a dependency)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = rng.standard_normal((2, 3, 9, 8))
+    conv = with_random_bias(Conv(3, 4, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 3),
+                                 dtype=np.float64, rng=0), rng)
+    expected = F.conv2d(torch.from_numpy(x), torch.from_numpy(conv.weights), torch.from_numpy(conv.bias),
+                        stride=(2, 1), padding=(1, 2), dilation=(1, 3)).numpy()
+    assert_close(conv.forward(x), expected, np.float64)
+    pool = MaxPool((3, 2), stride=(2, 1), padding=(1, 1))
+    expected = F.max_pool2d(torch.from_numpy(x), (3, 2), stride=(2, 1), padding=(1, 1)).numpy()
+    np.testing.assert_array_equal(pool.forward(x), expected)
+
+
+# ================================================================== MaxPool
+# N, C, (H, W), kernel, stride, padding
+POOL_CASES = [
+    (2, 3, (7, 5), 2, None, 0),              # odd sizes, 2x2 pooling
+    (3, 2, (6, 9), (3, 2), (1, 1), (1, 1)),  # overlapping windows
+    (1, 1, (8, 5), 3, (2, 1), (1, 0)),
+    (2, 4, (5, 7), (1, 3), (1, 2), (0, 1)),
+    (4, 3, (5, 6), (5, 6), 1, 0),            # window == input
+    (2, 3, (9, 4), (3, 2), (3, 2), 0),       # strides that do not divide
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,c,hw,kernel,stride,padding", POOL_CASES)
+def test_maxpool_matches_naive_loops(rng, dtype, n, c, hw, kernel, stride, padding):
+    pool = MaxPool(kernel, stride=stride, padding=padding)
+    (kh, kw), (sh, sw), (ph, pw) = pool.kernel_size, pool.stride, pool.padding
+    for x in (rng.standard_normal((n, c, *hw)), rng.integers(-2, 3, (n, c, *hw))):  # distinct, tied
+        x = x.astype(dtype)
+        y = pool.forward(x)
+        expected_y, _ = naive.maxpool_forward(x, kh, kw, sh, sw, ph, pw)
+        assert y.dtype == dtype
+        np.testing.assert_array_equal(y, expected_y.astype(dtype))
+        grad_out = rng.standard_normal(y.shape).astype(dtype)
+        assert_close(pool.backward_inputs(grad_out),
+                     naive.maxpool_backward(x, grad_out, kh, kw, sh, sw, ph, pw), dtype)
+        assert pool.backward_params(grad_out) == []
+
+
+def test_maxpool_tie_sends_the_gradient_to_the_first_maximum():
+    x = np.array([[[[1., 1., 0., 3.],
+                    [1., 1., 3., 3.]]]])
+    pool = MaxPool(2)
+    np.testing.assert_array_equal(pool.forward(x), [[[[1., 3.]]]])
+    grad = pool.backward_inputs(np.array([[[[10., 20.]]]]))
+    np.testing.assert_array_equal(grad, [[[[10., 0., 0., 20.],
+                                           [0., 0., 0., 0.]]]])
+
+
+def test_maxpool_overlapping_windows_add_up_at_a_shared_winner():
+    x = np.array([[[[0., 1., 0.],
+                    [2., 9., 3.],
+                    [0., 4., 0.]]]])
+    pool = MaxPool(2, stride=1)
+    np.testing.assert_array_equal(pool.forward(x), np.full((1, 1, 2, 2), 9.))
+    grad = pool.backward_inputs(np.array([[[[1., 2.], [3., 4.]]]]))
+    expected = np.zeros((1, 1, 3, 3))
+    expected[0, 0, 1, 1] = 10.
+    np.testing.assert_array_equal(grad, expected)
+
+
+def test_maxpool_2x2_on_odd_sizes_drops_the_last_row_and_column(rng):
+    x = rng.standard_normal((1, 2, 5, 7))
+    pool = MaxPool(2)
+    y = pool.forward(x)
+    assert y.shape == (1, 2, 2, 3)
+    np.testing.assert_array_equal(y, x[:, :, :4, :6].reshape(1, 2, 2, 2, 3, 2).max(axis=(3, 5)))
+    grad = pool.backward_inputs(np.ones_like(y))
+    assert not grad[:, :, 4, :].any() and not grad[:, :, :, 6].any()
+    assert grad.sum() == y.size
+
+
+def test_maxpool_stride_defaults_to_the_kernel():
+    assert MaxPool(3).stride == (3, 3)
+    assert MaxPool((2, 3)).stride == (2, 3)
+    assert MaxPool(2, stride=1).stride == (1, 1)
+
+
+# ============================================================ FC, ReLU, Flatten
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,d,m", [(3, 5, 4), (1, 1, 1), (2, 7, 1)])
+def test_fc_matches_naive_loops(rng, dtype, n, d, m):
+    fc = with_random_bias(FC(d, m, dtype=dtype, rng=0), rng)
+    x = rng.standard_normal((n, d)).astype(dtype)
+    y = fc.forward(x)
+    assert y.dtype == dtype
+    assert_close(y, naive.fc_forward(x, fc.weights, fc.bias), dtype)
+    grad_out = rng.standard_normal((n, m)).astype(dtype)
+    grad_x, grad_w, grad_b = naive.fc_backward(x, fc.weights, grad_out)
+    assert_close(fc.backward_inputs(grad_out), grad_x, dtype)
+    (w, gw), (b, gb) = fc.backward_params(grad_out)
+    assert w is fc.weights and b is fc.bias
+    assert_close(gw, grad_w, dtype)
+    assert_close(gb, grad_b, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_matches_naive_loops(rng, dtype):
+    x = rng.standard_normal((2, 3, 4, 5)).astype(dtype)
+    x[0, 0, 0, :3] = 0.0                      # the kink: dy/dx = 0 at x == 0
+    relu = ReLU()
+    y = relu.forward(x)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, naive.relu_forward(x).astype(dtype))
+    grad_out = rng.standard_normal(x.shape).astype(dtype)
+    grad = relu.backward_inputs(grad_out)
+    assert grad.dtype == dtype
+    np.testing.assert_array_equal(grad, naive.relu_backward(x, grad_out).astype(dtype))
+    assert relu.backward_params(grad_out) == []
+
+
+def test_flatten_reshapes_and_restores(rng):
+    x = rng.standard_normal((3, 2, 4, 5))
+    flat = Flatten()
+    y = flat.forward(x)
+    assert y.shape == (3, 40)
+    for n in range(3):
+        np.testing.assert_array_equal(y[n], [x[n, c, h, w] for c in range(2) for h in range(4) for w in range(5)])
+    g = rng.standard_normal((3, 40))
+    grad = flat.backward_inputs(g)
+    assert grad.shape == x.shape
+    np.testing.assert_array_equal(grad.reshape(3, -1), g)
+
+
+# ==================================================================== losses
+def test_softmax_cross_entropy_hand_computed():
+    logits = np.array([[1.0, 2.0, 3.0],
+                       [0.0, 0.0, 0.0]])
+    labels = np.array([2, 0])
+    z0 = math.exp(1) + math.exp(2) + math.exp(3)
+    expected = ((math.log(z0) - 3.0) + math.log(3.0)) / 2
+    loss = SoftmaxCrossEntropy()
+    assert loss.forward(logits, labels) == pytest.approx(expected, rel=1e-14)
+    p0 = np.array([math.exp(1), math.exp(2), math.exp(3)]) / z0
+    expected_grad = np.array([p0 - [0, 0, 1], np.full(3, 1 / 3) - [1, 0, 0]]) / 2
+    np.testing.assert_allclose(loss.backward_inputs(logits, labels), expected_grad, rtol=1e-14, atol=1e-16)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_labels_one_hot_and_soft_targets(rng, dtype):
+    logits = (3 * rng.standard_normal((5, 4))).astype(dtype)
+    labels = rng.integers(0, 4, 5)
+    one_hot = np.eye(4)[labels]
+    soft = rng.random((5, 4))
+    soft /= soft.sum(axis=1, keepdims=True)
+    loss = SoftmaxCrossEntropy()
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    for targets in (labels, one_hot, one_hot.astype(np.int64), soft):
+        expected_value, expected_grad = naive.softmax_cross_entropy(logits, targets)
+        assert loss.forward(logits, targets) == pytest.approx(expected_value, rel=tol)
+        grad = loss.backward_inputs(logits, targets)
+        assert grad.dtype == dtype
+        np.testing.assert_allclose(grad, expected_grad, rtol=tol, atol=tol)
+    assert loss.forward(logits, labels) == loss.forward(logits, one_hot)
+    np.testing.assert_array_equal(loss.backward_inputs(logits, labels), loss.backward_inputs(logits, one_hot))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_is_stable_for_huge_logits(dtype):
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4 + 1, -1e4]], dtype=dtype)
+    labels = np.array([1, 1])
+    loss = SoftmaxCrossEntropy()
+    value = loss.forward(logits, labels)
+    # row 0: log-sum-exp = 1e4, minus x_1 = -1e4 -> 2e4; row 1: log(1 + 2/e) in closed form
+    expected = (2e4 + math.log(1 + 2 * math.exp(-1))) / 2
+    assert math.isfinite(value) and value == pytest.approx(expected, rel=1e-6)
+    grad = loss.backward_inputs(logits, labels)
+    assert np.all(np.isfinite(grad))
+    np.testing.assert_allclose(grad[0], [0.5, -0.5, 0.0], atol=1e-7)
+
+
+def test_l2_regularizer_and_regularized_loss_values():
+    w = np.array([[1.0, 2.0], [3.0, -4.0]])
+    v = np.array([0.5, -0.5])
+    reg_w, reg_v = L2Regularizer(w, 0.1), L2Regularizer(v, 2.0)
+    assert reg_w.forward() == pytest.approx(0.5 * 0.1 * 30.0, rel=1e-15)
+    assert reg_v.forward() == pytest.approx(0.5 * 2.0 * 0.5, rel=1e-15)
+    ((param, grad),) = reg_w.backward_params()
+    assert param is w
+    np.testing.assert_allclose(grad, 0.1 * w)
+
+    logits = np.array([[0.0, math.log(3.0)]])
+    data_loss = SoftmaxCrossEntropy()
+    total = RegularizedLoss(data_loss, [reg_w, reg_v])
+    assert total.forward(logits, np.array([1])) == pytest.approx(math.log(4 / 3) + 1.5 + 0.5, rel=1e-14)
+    np.testing.assert_array_equal(total.backward_inputs(logits, np.array([1])),
+                                  data_loss.backward_inputs(logits, np.array([1])))
+    pairs = total.backward_params()
+    assert [p is q for (p, _), q in zip(pairs, (w, v))] == [True, True]
+    np.testing.assert_allclose(pairs[1][1], [1.0, -1.0])
+
+
+# ================================================================ initialisation
+def truncated_normal_std():
+    """Std of a standard normal truncated to [-2, 2]: sqrt(1 - 2*b*phi(b)/Z) with b = 2, Z = erf(b/sqrt 2)."""
+    b = 2.0
+    phi = math.exp(-b * b / 2) / math.sqrt(2 * math.pi)
+    z = math.erf(b / math.sqrt(2))
+    return math.sqrt(1 - 2 * b * phi / z)
+
+
+def test_truncated_normal_std_constant():
+    assert truncated_normal_std() == pytest.approx(0.8796, abs=1e-4)
+
+
+@pytest.mark.parametrize("make,fan_in", [
+    (lambda: FC(200, 400, dtype=np.float64, rng=5), 200),
+    (lambda: Conv(16, 128, (3, 5), dtype=np.float64, rng=5), 16 * 3 * 5),
+])
+def test_he_initialisation_statistics(make, fan_in):
+    layer = make()
+    w = layer.weights
+    sigma = math.sqrt(2.0 / fan_in)
+    assert np.abs(w).max() <= 2 * sigma * (1 + 1e-12)        # truncated at +-2 sigma
+    assert abs(w.mean()) < 0.02 * sigma
+    assert w.std() == pytest.approx(sigma * truncated_normal_std(), rel=0.02)
+    assert not layer.bias.any()
+
+
+def test_same_seed_same_weights():
+    for make in (lambda r: Conv(3, 4, (2, 3), rng=r), lambda r: FC(5, 6, rng=r)):
+        a, b, c = make(7), make(7), make(8)
+        np.testing.assert_array_equal(a.weights, b.weights)
+        assert not np.array_equal(a.weights, c.weights)
+    net_a, net_b = lab_net(rng=3), lab_net(rng=3)
+    for (na, pa), (nb, pb) in zip(net_a.params(), net_b.params()):
+        assert na == nb
+        np.testing.assert_array_equal(pa, pb)
+    assert Conv(3, 4, 3, dtype=np.float32, rng=1).weights.dtype == np.float32
+    assert Conv(3, 4, 3, dtype=np.float64, rng=1).weights.dtype == np.float64
+
+
+# ================================================================ Sequential
+def small_net(dtype=np.float64, rng=0):
+    return Sequential([Conv(2, 3, (3, 2), padding=(1, 0), dtype=dtype, rng=rng), MaxPool(2), ReLU(),
+                       Flatten(), FC(3 * 2 * 2, 4, dtype=dtype, rng=rng + 1)])
+
+
+def test_sequential_chain_rule_and_live_parameter_pairs(rng):
+    net = small_net()
+    for layer in (net[0], net[4]):
+        with_random_bias(layer, rng)
+    x = rng.standard_normal((3, 2, 5, 5))
+    y = net.forward(x)
+    manual = x
+    for layer in net:
+        manual = layer.forward(manual)
+    np.testing.assert_array_equal(y, manual)
+
+    g = rng.standard_normal(y.shape)
+    pairs = net.backward(g)
+    live = [arr for _, arr in net.params()]
+    assert len(pairs) == len(live) == 4
+    assert all(p is q for (p, _), q in zip(pairs, live)), "pairs must hold the live arrays, in params() order"
+    # the same gradients by hand, layer by layer
+    g_fc = g
+    fc_pairs = net[4].backward_params(g_fc)
+    g_flat = net[4].backward_inputs(g_fc)
+    g_relu = net[3].backward_inputs(g_flat)
+    g_pool = net[2].backward_inputs(g_relu)
+    g_conv = net[1].backward_inputs(g_pool)
+    conv_pairs = net[0].backward_params(g_conv)
+    for (_, got), (_, want) in zip(pairs, conv_pairs + fc_pairs):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(net.backward_inputs(g_fc), net[0].backward_inputs(g_conv))
+
+
+def test_nested_sequential(rng):
+    inner = Sequential([FC(4, 5, dtype=np.float64, rng=0), ReLU()], name="block")
+    net = Sequential([inner, FC(5, 3, dtype=np.float64, rng=1)])
+    flat = Sequential([inner[0], inner[1], net[1]])
+    x = rng.standard_normal((2, 4))
+    np.testing.assert_array_equal(net.forward(x), flat.forward(x))
+    g = rng.standard_normal((2, 3))
+    net.forward(x)
+    pairs = net.backward(g)
+    flat.forward(x)
+    flat_pairs = flat.backward(g)
+    assert [p for p, _ in pairs] == [p for p, _ in flat_pairs]   # identity through == on the same objects
+    assert all(p is q for (p, _), (q, _) in zip(pairs, flat_pairs))
+    for (_, a), (_, b) in zip(pairs, flat_pairs):
+        np.testing.assert_array_equal(a, b)
+    assert [name for name, _ in net.named_layers()] == ["0.block.0.FC", "0.block.1.ReLU", "1.FC"]
+    assert len(net.params()) == 4
+
+
+def test_lab_net_summary():
+    net = lab_net(rng=0)
+    report = net.summary((1, 28, 28), batch_size=2, file=io.StringIO())
+    rows = report["rows"]
+    assert [r[2] for r in rows] == [(2, 16, 28, 28), (2, 16, 14, 14), (2, 16, 14, 14), (2, 32, 14, 14),
+                                    (2, 32, 7, 7), (2, 32, 7, 7), (2, 1568), (2, 512), (2, 512), (2, 10)]
+    # conv1: 16*1*5*5 + 16; conv2: 32*16*5*5 + 32; fc3: 1568*512 + 512; logits: 512*10 + 10
+    assert [r[3] for r in rows] == [416, 0, 0, 12832, 0, 0, 0, 803328, 0, 5130]
+    assert report["total_params"] == 416 + 12832 + 803328 + 5130
+    assert report["total_params"] == sum(a.size for _, a in net.params())
+    assert "821,706" in report["text"]
+
+
+# ================================================================ robustness
+def layer_cases():
+    """(id, factory, input shape) for every layer, float64 so comparisons are exact."""
+    return [
+        ("conv", lambda: Conv(2, 3, (3, 2), stride=(2, 1), padding=(1, 1), dilation=(1, 2),
+                              dtype=np.float64, rng=0), (3, 2, 6, 5)),
+        ("conv-same", lambda: Conv(2, 2, 3, padding="same", dtype=np.float64, rng=0), (2, 2, 5, 4)),
+        ("maxpool", lambda: MaxPool((3, 2), stride=1, padding=(1, 0)), (2, 3, 5, 4)),
+        ("maxpool-2x2", lambda: MaxPool(2), (2, 3, 5, 7)),
+        ("fc", lambda: FC(6, 4, dtype=np.float64, rng=0), (3, 6)),
+        ("relu", lambda: ReLU(), (2, 3, 4, 5)),
+        ("flatten", lambda: Flatten(), (2, 3, 4, 5)),
+        ("sequential", lambda: small_net(), (3, 2, 5, 5)),
+    ]
+
+
+CASES = layer_cases()
+CASE_IDS = [c[0] for c in CASES]
+
+
+def run_backward(layer, grad_out):
+    """Every backward entry point, results copied so later calls cannot alias them."""
+    results = {"inputs": np.array(layer.backward_inputs(grad_out), copy=True)}
+    results["params"] = [np.array(g, copy=True) for _, g in layer.backward_params(grad_out)]
+    grad_in, pairs = layer.backprop(grad_out)
+    results["backprop"] = [np.array(grad_in, copy=True)] + [np.array(g, copy=True) for _, g in pairs]
+    return results
+
+
+def cache_copies(layer):
+    slots = getattr(layer, "cache_slots", ())
+    if isinstance(layer, Sequential):
+        return [cache_copies(sub) for sub in layer]
+    return {s: np.array(getattr(layer, s), copy=True) if isinstance(getattr(layer, s), np.ndarray)
+            else getattr(layer, s) for s in slots}
+
+
+def assert_same_cache(a, b):
+    if isinstance(a, list):
+        for x, y in zip(a, b):
+            assert_same_cache(x, y)
+        return
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], np.ndarray):
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"cache slot {k} changed")
+        else:
+            assert a[k] == b[k]
+
+
+@pytest.mark.parametrize("name,make,shape", CASES, ids=CASE_IDS)
+def test_backward_modifies_neither_grad_out_nor_input_nor_cache(rng, name, make, shape):
+    layer = make()
+    x = rng.standard_normal(shape)
+    x_copy = x.copy()
+    y = layer.forward(x)
+    grad_out = rng.standard_normal(y.shape)
+    grad_copy = grad_out.copy()
+    cache = cache_copies(layer)
+    params = [a.copy() for _, a in layer.params()]
+    first = run_backward(layer, grad_out)
+    np.testing.assert_array_equal(grad_out, grad_copy, err_msg="grad_out was modified")
+    np.testing.assert_array_equal(x, x_copy, err_msg="the input was modified")
+    assert_same_cache(cache, cache_copies(layer))
+    for (_, a), b in zip(layer.params(), params):
+        np.testing.assert_array_equal(a, b, err_msg="a parameter was modified")
+    # calling the backward methods again gives the same result
+    second = run_backward(layer, grad_out)
+    for key in first:
+        for a, b in zip(first[key] if isinstance(first[key], list) else [first[key]],
+                        second[key] if isinstance(second[key], list) else [second[key]]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_parameter_gradients_are_not_views_of_grad_out(rng):
+    """An optimiser may scale a gradient in place; that must not corrupt the upstream gradient."""
+    for name, make, shape in CASES:
+        layer = make()
+        y = layer.forward(rng.standard_normal(shape))
+        grad_out = rng.standard_normal(y.shape)
+        keep = grad_out.copy()
+        for _, g in layer.backward_params(grad_out):
+            g *= 0.0
+        np.testing.assert_array_equal(grad_out, keep, err_msg=name)
+
+
+def test_losses_do_not_modify_logits_or_targets(rng):
+    logits = rng.standard_normal((4, 3))
+    labels = np.array([0, 2, 1, 2])
+    soft = rng.random((4, 3))
+    loss = RegularizedLoss(SoftmaxCrossEntropy(), [L2Regularizer(rng.standard_normal(3), 0.5)])
+    for targets in (labels, soft):
+        saved_logits, saved_targets = logits.copy(), targets.copy()
+        first = loss.backward_inputs(logits, targets).copy()
+        loss.forward(logits, targets)
+        loss.backward_params(logits, targets)
+        np.testing.assert_array_equal(logits, saved_logits)
+        np.testing.assert_array_equal(targets, saved_targets)
+        np.testing.assert_array_equal(loss.backward_inputs(logits, targets), first)
+
+
+def non_contiguous(array):
+    """The same values in a transposed, strided buffer."""
+    big = np.zeros(tuple(2 * s for s in array.shape[::-1]))
+    view = big[tuple(slice(None, None, 2) for _ in array.shape)].transpose(*range(array.ndim)[::-1])
+    view[...] = array
+    assert not view.flags.c_contiguous and not view.flags.f_contiguous
+    return view
+
+
+@pytest.mark.parametrize("name,make,shape", CASES, ids=CASE_IDS)
+def test_non_contiguous_inputs_give_the_same_results(rng, name, make, shape):
+    layer = make()
+    x = rng.standard_normal(shape)
+    y = layer.forward(x).copy()
+    grad_out = rng.standard_normal(y.shape)
+    expected = run_backward(layer, grad_out)
+    y2 = layer.forward(non_contiguous(x))
+    np.testing.assert_array_equal(y2, y)
+    got = run_backward(layer, non_contiguous(grad_out))
+    for key in expected:
+        for a, b in zip(expected[key] if isinstance(expected[key], list) else [expected[key]],
+                        got[key] if isinstance(got[key], list) else [got[key]]):
+            np.testing.assert_allclose(b, a, rtol=1e-13, atol=1e-13)
+
+
+def test_transposed_image_batches(rng):
+    """An (H, W, C, N) array transposed to (N, C, H, W) gives the same convolution as a copy."""
+    conv = Conv(3, 2, (2, 3), stride=(1, 2), padding=1, dtype=np.float64, rng=0)
+    hwcn = rng.standard_normal((5, 6, 3, 2))
+    x = hwcn.transpose(3, 2, 0, 1)
+    np.testing.assert_array_equal(conv.forward(x), conv.forward(np.ascontiguousarray(x)))
+
+
+@pytest.mark.parametrize("name,make,shape", CASES, ids=CASE_IDS)
+def test_batch_size_may_change_between_calls(rng, name, make, shape):
+    layer, fresh = make(), make()
+    big = rng.standard_normal((shape[0] + 2, *shape[1:]))
+    small = rng.standard_normal((1, *shape[1:]))          # N == 1, e.g. the last batch
+    layer.forward(big)
+    y = layer.forward(small)
+    np.testing.assert_array_equal(y, fresh.forward(small))
+    g = rng.standard_normal(y.shape)
+    a, b = run_backward(layer, g), run_backward(fresh, g)
+    for key in a:
+        for u, v in zip(a[key] if isinstance(a[key], list) else [a[key]],
+                        b[key] if isinstance(b[key], list) else [b[key]]):
+            np.testing.assert_array_equal(u, v)
