@@ -13,14 +13,14 @@ class L2Regularizer:
     """
 
     def __init__(self, weights, weight_decay, name=None):
+        self.name = name or "L2Regularizer"
         if not isinstance(weights, np.ndarray):
-            raise TypeError(f"L2Regularizer '{name}': weights must be a parameter array, "
+            raise TypeError(f"L2Regularizer '{self.name}': weights must be a parameter array, "
                             f"got {type(weights).__name__}")
         if not np.isfinite(weight_decay) or weight_decay < 0:
-            raise ValueError(f"L2Regularizer '{name}': weight_decay must be >= 0, got {weight_decay}")
+            raise ValueError(f"L2Regularizer '{self.name}': weight_decay must be >= 0, got {weight_decay}")
         self.weights = weights
         self.weight_decay = float(weight_decay)
-        self.name = name or "L2Regularizer"
 
     def forward(self):
         """The penalty (float)."""
