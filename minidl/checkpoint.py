@@ -35,7 +35,8 @@ def atomic_savez(path, arrays, meta=None):
 def load_npz(path):
     """(arrays dict, meta dict or None) from a file written by ``atomic_savez``."""
     try:
-        with np.load(os.fspath(path), allow_pickle=False) as data:
+        # open the file here: np.load given a path leaks its handle when the zip is corrupt
+        with open(os.fspath(path), "rb") as f, np.load(f, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError) as exc:
         raise ValueError(f"{path}: not a readable minidl .npz file ({exc})") from exc

@@ -1,4 +1,5 @@
 """Optimiser updates by hand, schedules, training, checkpoints and exact resume."""
+import gc
 import os
 import re
 
@@ -242,6 +243,7 @@ def test_resume_from_the_middle_of_an_epoch_is_bit_identical(tmp_path, k):
     assert without_seconds(resumed.history) == without_seconds(straight.history)
 
 
+@pytest.mark.filterwarnings("error")      # also: reading a corrupt file leaks no file handle
 def test_a_checkpoint_for_another_network_is_refused(tmp_path):
     x, y = lab_data()
     trainer = make_trainer()
@@ -253,6 +255,7 @@ def test_a_checkpoint_for_another_network_is_refused(tmp_path):
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip file")
     with pytest.raises(ValueError, match="broken.npz"):
         other.load_checkpoint(tmp_path / "broken.npz")
+    gc.collect()
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
