@@ -248,7 +248,10 @@ class Trainer:
                                  f"{arr.shape} in the net")
             arr[...] = saved
         for i, (name, arr) in enumerate(self.net.buffers()):
-            arr[...] = arrays[f"buffer.{i}"]
+            saved = arrays.get(f"buffer.{i}")
+            if saved is None or saved.shape != arr.shape:
+                raise ValueError(f"{path}: buffer {name} is missing or has another shape in the checkpoint")
+            arr[...] = saved
         optim_state = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
         self.optimizer.load_state_dict([arr for _, arr in self.net.params()], optim_state)
         self.epoch, self.step_in_epoch = meta["epoch"], meta["step_in_epoch"]

@@ -71,14 +71,19 @@ class Loss:
 
 
 def log_softmax(logits):
-    """Row-wise log softmax, stable for logits of any magnitude: shift by the row max."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
+    """Row-wise log softmax, stable for logits of any magnitude: shift by the row max.
+
+    A logit more than the dtype's range below its row max gets -inf (probability 0).
+    """
+    with np.errstate(over="ignore"):
+        shifted = logits - logits.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def softmax(logits):
     """Row-wise softmax (N, C) -> (N, C), rows summing to 1."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
+    with np.errstate(over="ignore"):
+        shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=1, keepdims=True)
 
@@ -99,7 +104,10 @@ class SoftmaxCrossEntropy(Loss):
         """logits (N, C), targets (N,) or (N, C) -> mean loss (float)."""
         self._check_logits(logits)
         dist = self._target_distribution(logits, targets)
-        return float(-(dist * log_softmax(logits)).sum() / logits.shape[0])
+        # classes with target 0 contribute 0, even where log softmax underflows to -inf
+        with np.errstate(invalid="ignore"):
+            terms = np.where(dist > 0, dist * log_softmax(logits), 0.0)
+        return float(-terms.sum(dtype=np.float64) / logits.shape[0]) + 0.0
 
     def backward_inputs(self, logits, targets):
         """logits (N, C), targets -> dL/dlogits (N, C)."""

@@ -97,13 +97,13 @@ def im2col(x, kh, kw, sh=1, sw=1, ph=0, pw=0, dh=1, dw=1, out=None):
     if out is not None and (out.shape != shape or out.dtype != x.dtype or not out.flags.c_contiguous):
         raise ValueError(f"im2col: out must be a C-contiguous {x.dtype} array of shape {shape}, "
                          f"got {out.dtype} {out.shape}")
+    x = _float_array(x, "im2col")
     if _compiled is None:
         cols = reference.im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
         if out is None:
             return cols
         out[...] = cols
         return out
-    x = _float_array(x, "im2col")
     cols = np.empty(shape, dtype=x.dtype) if out is None else out
     _compiled.im2col_into(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     return cols
@@ -117,9 +117,9 @@ def col2im(cols, x_shape, kh, kw, sh=1, sw=1, ph=0, pw=0, dh=1, dw=1):
     if cols.shape != (c * kh * kw, n * oh * ow):
         raise ValueError(f"col2im: expected cols of shape {(c * kh * kw, n * oh * ow)}, "
                          f"got {cols.shape}")
+    cols = _float_array(cols, "col2im")
     if _compiled is None:
         return reference.col2im(cols, x_shape, kh, kw, sh, sw, ph, pw, dh, dw)
-    cols = _float_array(cols, "col2im")
     x = np.zeros(x_shape, dtype=cols.dtype)
     _compiled.col2im_into(cols, x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     return x
@@ -136,9 +136,9 @@ def maxpool_forward(x, kh, kw, sh, sw, ph=0, pw=0):
                          f"padded by {ph}x{pw}")
     if 2 * ph > kh or 2 * pw > kw:  # else a window could hold only padding (and no maximum)
         raise ValueError(f"maxpool: padding {ph}x{pw} must be at most half the {kh}x{kw} window")
+    x = _float_array(x, "maxpool_forward")
     if _compiled is None:
         return reference.maxpool_forward(x, kh, kw, sh, sw, ph, pw)
-    x = _float_array(x, "maxpool_forward")
     out = np.empty((n * c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n * c, oh, ow), dtype=np.int64)
     _compiled.maxpool_forward_into(x.reshape(n * c, h, w), out, argmax, kh, kw, sh, sw, ph, pw)
@@ -147,11 +147,11 @@ def maxpool_forward(x, kh, kw, sh, sw, ph=0, pw=0):
 
 def maxpool_backward(grad_out, argmax, x_shape):
     """grad_out, argmax (N, C, OH, OW) -> grad_x (N, C, H, W), overlaps summed."""
+    grad_out = _float_array(grad_out, "maxpool_backward")
     if _compiled is None:
         return reference.maxpool_backward(grad_out, argmax, x_shape)
     n, c, h, w = x_shape
     oh, ow = grad_out.shape[2:]
-    grad_out = _float_array(grad_out, "maxpool_backward")
     grad_x = np.zeros((n * c, h * w), dtype=grad_out.dtype)
     _compiled.maxpool_backward_into(grad_out.reshape(n * c, oh, ow),
                                    np.ascontiguousarray(argmax, dtype=np.int64).reshape(n * c, oh, ow),
