@@ -490,10 +490,11 @@ def _pixel_stats(images):
 class Dataset(NamedTuple):
     """Normalised images (N, C, H, W) with int64 labels (N,), split three ways.
 
-    The images are ``(pixels / 255 - mean) / std`` with ``mean`` and ``std`` of
-    shape (C, 1, 1), computed on the training split only; they broadcast over
-    one image (C, H, W) or a batch (N, C, H, W). ``train_x`` and ``val_x`` are
-    views of one array (the fixed split of the original training set).
+    The images are ``(pixels / 255 - mean[c]) / std[c]`` with ``mean`` and
+    ``std`` of shape (C,), one value per channel, computed on the training split
+    only (the form ``minidl.viz.plot_worst`` takes). ``unnormalize`` undoes it.
+    ``train_x`` and ``val_x`` are views of one array (the fixed split of the
+    original training set).
     """
     train_x: np.ndarray
     train_y: np.ndarray
@@ -507,7 +508,7 @@ class Dataset(NamedTuple):
 
     def unnormalize(self, x):
         """Pixels in [0, 1] from normalised images (C, H, W) or (N, C, H, W)."""
-        return x * self.std + self.mean
+        return x * self.std[:, None, None] + self.mean[:, None, None]
 
 
 def _float_dtype(dtype):
@@ -568,7 +569,7 @@ def load_mnist(data_dir=None, dataset="mnist", validation_size=5000, dtype=np.fl
         train_x=train_all[:num_train], train_y=labels[:num_train],
         val_x=train_all[num_train:], val_y=labels[num_train:],
         test_x=test_x, test_y=test_labels.astype(np.int64),
-        mean=np.full((1, 1, 1), mean, dtype=dtype), std=np.ones((1, 1, 1), dtype=dtype),
+        mean=np.full(1, mean, dtype=dtype), std=np.ones(1, dtype=dtype),
         class_names=CLASS_NAMES[dataset],
     )
 
@@ -739,7 +740,7 @@ def load_cifar10(data_dir=None, validation_size=5000, dtype=np.float32, fetch=Tr
     ``50000 - validation_size`` are the training split, the last ``validation_size``
     the validation split (fixed). x = (pixels / 255 - mean[c]) / std[c], with the
     per-channel mean and standard deviation of the training split only, shape
-    (3, 1, 1). Labels are int64 in [0, 10).
+    (3,). Labels are int64 in [0, 10).
     """
     paths = ensure_cifar10_files(data_dir, fetch=fetch, archives=archives)
     batches = [read_cifar_batch(paths[name]) for name in CIFAR10_FILES[:5]]
@@ -751,15 +752,15 @@ def load_cifar10(data_dir=None, validation_size=5000, dtype=np.float32, fetch=Tr
     dtype = _float_dtype(dtype)
     # per-channel statistics over the training split only: axes N, H, W
     stats = [_pixel_stats(train_images[:num_train, c]) for c in range(3)]
-    mean = np.array([m for m, _ in stats], dtype=dtype).reshape(3, 1, 1)
-    std = np.array([sd for _, sd in stats], dtype=dtype).reshape(3, 1, 1)
+    mean = np.array([m for m, _ in stats], dtype=dtype)
+    std = np.array([sd for _, sd in stats], dtype=dtype)
     std[std == 0] = 1  # a constant channel is only centred, never divided by zero
     train_all = train_images.astype(dtype)
     test_x = test_images.astype(dtype)
     for x in (train_all, test_x):
         x /= dtype.type(255)
-        x -= mean
-        x /= std
+        x -= mean[:, None, None]  # (C,) -> (C, 1, 1) broadcasts over N, H, W
+        x /= std[:, None, None]
     return Dataset(
         train_x=train_all[:num_train], train_y=train_labels[:num_train],
         val_x=train_all[num_train:], val_y=train_labels[num_train:],

@@ -330,7 +330,7 @@ def test_load_mnist_split_and_training_mean(tmp_path, fake_mnist):
     assert d.train_y.dtype == np.int64 and d.test_y.dtype == np.int64
     # the training split holds pixels 0, 10, ..., 90: mean 45 / 255 (55 / 255 if the
     # validation images 100, 110 were wrongly included)
-    assert d.mean.shape == (1, 1, 1) and d.mean.item() == pytest.approx(45 / 255)
+    assert d.mean.shape == (1,) and d.mean.item() == pytest.approx(45 / 255)
     np.testing.assert_allclose(d.train_x[3], np.full((1, 2, 2), (30 - 45) / 255), rtol=1e-6)
     np.testing.assert_allclose(d.val_x[:, 0, 0, 0], [(100 - 45) / 255, (110 - 45) / 255], rtol=1e-6)
     np.testing.assert_allclose(d.test_x, np.full((3, 1, 2, 2), (255 - 45) / 255), rtol=1e-6)
@@ -430,8 +430,8 @@ def test_load_cifar10_per_channel_training_statistics(tmp_path):
     assert d.train_x.shape == (16, 3, 32, 32) and d.val_x.shape == (4, 3, 32, 32)
     assert d.test_x.shape == (2, 3, 32, 32) and d.train_x.dtype == np.float32
     # training split only: red mean 0.5 std 0.5, green 0.2 and 0.2, blue 0.5 and 0.5
-    np.testing.assert_allclose(d.mean.ravel(), [0.5, 0.2, 0.5], rtol=1e-6)
-    np.testing.assert_allclose(d.std.ravel(), [0.5, 0.2, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(d.mean, [0.5, 0.2, 0.5], rtol=1e-6)  # shape (3,)
+    np.testing.assert_allclose(d.std, [0.5, 0.2, 0.5], rtol=1e-6)
     np.testing.assert_allclose(d.train_x[0, :2], np.ones((2, 32, 32)), rtol=1e-5)
     np.testing.assert_allclose(d.train_x[1, :2], -np.ones((2, 32, 32)), rtol=1e-5)
     np.testing.assert_allclose(d.train_x[5, 2, :16], 1, rtol=1e-5)  # plane order and row layout
@@ -441,6 +441,8 @@ def test_load_cifar10_per_channel_training_statistics(tmp_path):
     assert d.train_y.dtype == np.int64
     assert d.train_y.tolist() == [i % 10 for i in range(16)] and d.val_y.tolist() == [6, 7, 8, 9]
     assert d.test_y.tolist() == [3, 5]
+    np.testing.assert_allclose(d.unnormalize(d.val_x)[:, 1], 1, rtol=1e-6)  # all 255 in every channel
+    np.testing.assert_allclose(d.unnormalize(d.train_x[0])[1], 0.4, rtol=1e-6)  # green 102 / 255
 
 
 def test_cifar_unpickler_refuses_other_globals(tmp_path):
