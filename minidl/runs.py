@@ -204,12 +204,13 @@ def finish_run(config, net, loss, data, history, train_seconds, log=print):
     confusion = metrics.confusion_matrix(data.test_y, test["predictions"], 10)
     precision, recall = metrics.precision_recall(confusion)
     log(f"test accuracy {test['accuracy']:.4f}, test loss {test['loss']:.4f}")
-    log(metrics.classification_report(confusion))
+    log(metrics.classification_report(confusion, getattr(data, "class_names", None)))
 
     plot_path = viz.plot_training(history, os.path.join(config.out, "training_plot.png"))
     worst_path = viz.plot_worst(data.test_x, data.test_y, softmax(test["logits"].astype(np.float64)),
                                 os.path.join(config.out, "worst_test.png"), k=20,
-                                mean=getattr(data, "mean", 0.0), losses=test["losses"])
+                                mean=getattr(data, "mean", 0.0), std=getattr(data, "std", 1.0),
+                                class_names=getattr(data, "class_names", None), losses=test["losses"])
     result = {
         "dataset": config.dataset, "backend": ops.BACKEND, "config": config.to_json(),
         "history": history, "train_seconds": train_seconds,
