@@ -915,3 +915,13 @@ def test_trainer_uses_new_pieces_together(rng):
     trainer.fit(x, y, epochs=8)
     assert evaluate(net, None, x, y)["accuracy"] > 0.9
     assert ops.BACKEND in ("compiled", "numpy")
+
+
+def test_losses_exact_for_float32_logits_near_the_range_end():
+    x = np.array([[3e38, -3e38]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hinge = MulticlassHingeLoss().forward(x, np.array([1]))
+        mse = MeanSquaredError().forward(x, np.array([[-3e38, 3e38]], np.float32))
+    assert hinge == pytest.approx(float(np.float32(3e38)) * 2 + 1, rel=1e-12)
+    assert mse == pytest.approx(0.5 * 2 * (2 * float(np.float32(3e38))) ** 2, rel=1e-12)

@@ -154,8 +154,10 @@ class MulticlassHingeLoss(Loss):
         return dist.argmax(axis=1)
 
     def _margins(self, logits, labels):
-        """m (N, C) with m_nj = x_nj - x_{n,y_n} + delta, and 0 at j = y_n."""
+        """m (N, C) with m_nj = x_nj - x_{n,y_n} + delta, and 0 at j = y_n (in float64, so
+        float32 logits near the end of their range cannot overflow)."""
         rows = np.arange(logits.shape[0])
+        logits = logits.astype(np.float64)
         margins = logits - logits[rows, labels][:, None] + self.delta
         margins[rows, labels] = 0
         return margins
@@ -210,8 +212,8 @@ class MeanSquaredError(Loss):
     def forward(self, logits, targets):
         """predictions (N, D), targets (N, D) or labels (N,) -> mean loss (float)."""
         self._check_logits(logits)
-        diff = logits - self._targets(logits, targets)
-        return float(0.5 * np.sum(diff.astype(np.float64) ** 2) / logits.shape[0])
+        diff = logits.astype(np.float64) - self._targets(logits, targets)   # float64: no overflow
+        return float(0.5 * np.sum(diff ** 2) / logits.shape[0])
 
     def backward_inputs(self, logits, targets):
         """predictions (N, D), targets -> dL/dpredictions (N, D)."""
