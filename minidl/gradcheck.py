@@ -11,7 +11,9 @@ and each is compared against the central difference
 The error of a tensor is  max_i |analytic_i - numeric_i| / max(max_i |analytic_i|, max_i |numeric_i|),
 the largest deviation relative to the tensor's scale. It does not blow up on
 entries that happen to be near zero, where an element-wise ratio measures only
-rounding noise.
+rounding noise. A tensor passes when that error is below the tolerance, or when
+the largest absolute difference is below ``ABS_TOL`` (a gradient that is exactly
+zero has no scale to be relative to).
 """
 from dataclasses import dataclass, field
 
@@ -148,9 +150,20 @@ def check_loss(loss, logits, targets, eps=1e-6, tol=1e-6, name=None):
     return CheckResult(name, tensors)
 
 
+#: below this largest absolute difference a tensor passes whatever its relative error: a
+#: gradient that is exactly zero (a bias before BatchNorm) is compared with pure rounding
+#: noise of the central difference, about 1e-16 * |s| / eps
+ABS_TOL = 1e-8
+
+
+def passes(max_rel_error, max_abs_error, tol):
+    """The pass rule: relative error below ``tol``, or absolute error below ``ABS_TOL``."""
+    return max_rel_error < tol or max_abs_error < ABS_TOL
+
+
 def _tensor(name, analytic, numeric, tol):
     if analytic.shape != numeric.shape:
         raise ValueError(f"gradcheck: analytic gradient of {name} has shape {analytic.shape}, "
                          f"expected {numeric.shape}")
     rel, abs_err = relative_error(analytic, numeric)
-    return TensorCheck(name, rel, abs_err, rel < tol, analytic, numeric)
+    return TensorCheck(name, rel, abs_err, passes(rel, abs_err, tol), analytic, numeric)

@@ -41,8 +41,9 @@ class Callback:
 def evaluate(net, loss, x, y, batch_size=1000):
     """Loss and accuracy of ``net`` on (x, y) in evaluation mode, without training.
 
-    Returns {"loss": mean loss, "accuracy": fraction correct, "logits": (N, C),
-    "predictions": (N,), "losses": per-example loss (N,)}.
+    Returns {"loss": mean of ``loss`` (cross-entropy if ``loss`` is None), "accuracy":
+    fraction correct, "logits": (N, C), "predictions": (N,), "losses": per-example
+    cross-entropy (N,), which ranks the worst mistakes whatever the training loss}.
     """
     was_training = getattr(net, "training", True)
     net.train(False)
@@ -57,10 +58,11 @@ def evaluate(net, loss, x, y, batch_size=1000):
     per_example = -log_probs[np.arange(len(y)), y] if y.ndim == 1 else -(y * log_probs).sum(axis=1)
     labels = y if y.ndim == 1 else y.argmax(axis=1)
     predictions = logits.argmax(axis=1)
-    # the data loss as the loss object defines it (a regularized loss adds its penalty)
-    mean_loss = float(per_example.mean())
-    if loss is not None and hasattr(loss, "regularizers"):
-        mean_loss += sum(r.forward() for r in loss.regularizers)
+    if loss is None:
+        mean_loss = float(per_example.mean())
+    else:  # the loss the net trains on (hinge, MSE, a penalty...), averaged over batches by size
+        mean_loss = sum(loss.forward(logits[i:i + batch_size], y[i:i + batch_size]) * len(y[i:i + batch_size])
+                        for i in range(0, len(y), batch_size)) / len(y)
     return {"loss": mean_loss, "accuracy": float((predictions == labels).mean()),
             "logits": logits, "predictions": predictions, "losses": per_example}
 

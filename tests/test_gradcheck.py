@@ -182,3 +182,30 @@ def test_gradcheck_catches_a_wrong_loss_gradient():
     rng = np.random.default_rng(2)
     result = check_loss(WrongLoss(), rng.standard_normal((3, 4)), np.array([0, 1, 3]))
     assert not result.passed
+
+
+def test_an_exactly_zero_gradient_passes_but_a_wrong_one_does_not():
+    """A conv bias before BatchNorm has gradient exactly 0: numeric noise must not fail it,
+    while a wrong nonzero gradient of the same tensor must still fail."""
+    from minidl.gradcheck import check_layer
+    from minidl.layers import BatchNorm, Conv
+    from minidl.net import Sequential
+
+    rng = np.random.default_rng(3)
+    net = Sequential([Conv(2, 3, 3, padding=1, dtype=np.float64, rng=rng), BatchNorm(3, dtype=np.float64)])
+    x = rng.standard_normal((4, 2, 5, 5))
+    result = check_layer(net, x, rng=rng)
+    bias = [t for t in result.tensors if t.name.endswith("bias") and t.name.startswith("0.")][0]
+    assert np.all(bias.analytic == 0) or np.abs(bias.analytic).max() < 1e-12
+    assert result.passed, result.report()
+
+    class WrongBias(Conv):
+        def backward_params(self, grad_out):
+            pairs = super().backward_params(grad_out)
+            return [pairs[0], (pairs[1][0], pairs[1][1] + 1e-3)]
+
+        def backprop(self, grad_out, need_input_grad=True):
+            return (self.backward_inputs(grad_out) if need_input_grad else None), self.backward_params(grad_out)
+
+    wrong = Sequential([WrongBias(2, 3, 3, padding=1, dtype=np.float64, rng=rng), BatchNorm(3, dtype=np.float64)])
+    assert not check_layer(wrong, x, rng=rng).passed
