@@ -126,6 +126,8 @@ def test_scripts_are_thin_wrappers(tmp_path, monkeypatch):
     assert (tmp_path / "l2" / "filters_by_lambda.png").is_file()
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
 def test_divergence_stops_with_a_message_and_keeps_checkpoint(tmp_path, monkeypatch, capsys):
     import train_mnist
 
