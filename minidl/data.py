@@ -51,7 +51,6 @@ import gzip
 import hashlib
 import os
 import pickle
-import secrets
 import shutil
 import struct
 import subprocess
@@ -64,6 +63,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from .checkpoint import atomic_write_bytes
 
 # ---------------------------------------------------------------------------
 # Tables: files, checksums, sources (module-level so tests can substitute them)
@@ -345,25 +346,6 @@ def sha256_hex(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def _atomic_write(path, data):
-    """Write ``data`` to a temporary name beside ``path``, then rename it over ``path``.
-
-    The temporary file is created with open(..., "xb") rather than mkstemp so it
-    gets the usual permissions (umask), not mkstemp's owner-only 0600.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _verified_content(path, expected_sha256):
     """The uncompressed content of ``path``; ChecksumError when its SHA-256 differs."""
     data = read_bytes(path)
@@ -401,7 +383,7 @@ def _from_cache(directory, name, expected_sha256, notes):
             _move_aside(candidate, str(exc))
             continue
         if candidate is packed:
-            _atomic_write(final, data)  # the cache keeps files uncompressed
+            atomic_write_bytes(final, data)  # the cache keeps files uncompressed
         return True
     return False
 
@@ -446,7 +428,7 @@ def ensure_idx_files(dataset="mnist", data_dir=None, fetch=True, sources=None):
                 except Exception as exc:  # noqa: BLE001 - any failure is reported, and the next source tried
                     failures.append((str(source), f"{name}: {type(exc).__name__}: {exc}"))
                     break  # a source that failed once is not asked for the remaining files
-                _atomic_write(directory / name, data)
+                atomic_write_bytes(directory / name, data)
                 missing.remove(name)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -655,7 +637,7 @@ def _extract_cifar_archive(archive, directory):
                 continue
             source = tar.extractfile(member)
             with source:
-                _atomic_write(target_dir / name, source.read())
+                atomic_write_bytes(target_dir / name, source.read())
             found.add(name)
     absent = sorted(set(CIFAR10_FILES) - found)
     if absent:

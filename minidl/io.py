@@ -25,7 +25,6 @@ truncated file, a file of another kind or another architecture gives a
 import inspect
 import json
 
-import numpy as np
 
 from . import layers as _layers
 from .checkpoint import atomic_savez, load_npz

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from . import metrics, ops, viz
-from .checkpoint import atomic_savez
+from .checkpoint import atomic_savez, atomic_write_bytes
 from .layers import L2Regularizer, RegularizedLoss, SoftmaxCrossEntropy, softmax
 from .models import lab_net
 from .optim import SGD, EpochPolicy
@@ -261,10 +261,7 @@ def format_sweep_table(rows):
 
 
 def _write_json(path, obj):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(obj, indent=2).encode("utf-8"))
 
 
 def add_common_arguments(parser, out_default):

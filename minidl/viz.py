@@ -15,7 +15,6 @@ or leaves figures behind in pyplot's list of open figures.
 import math
 import numbers
 import os
-import tempfile
 
 import numpy as np
 import skimage.io
@@ -23,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .checkpoint import atomic_target
 from .metrics import _as_index_vector, top_k
 
 __all__ = ["filter_grid", "save_filter_grid", "plot_training", "training_figure",
@@ -43,18 +43,8 @@ def _check_png_path(path):
 def _write_atomically(path, write):
     """Call ``write(tmp_path)`` on a temporary .png beside ``path``, then rename it over ``path``."""
     path = _check_png_path(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_target(path, suffix=".png") as tmp:
         write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; an image is meant to be looked at
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -9,6 +9,21 @@ from .. import ops
 from .base import Layer, as_pair
 
 
+def window_arguments(who, kernel_size, stride, padding):
+    """(kernel, stride, padding) pairs of a pooling window; stride defaults to the kernel.
+
+    Padding may be at most half the window (as PyTorch): a wider one would let a
+    window hold only padding.
+    """
+    kernel_size = as_pair(kernel_size, "kernel_size", who)
+    stride = kernel_size if stride is None else as_pair(stride, "stride", who)
+    padding = as_pair(padding, "padding", who, minimum=0)
+    if any(2 * p > k for p, k in zip(padding, kernel_size)):
+        raise ValueError(f"{who}: padding {padding} must be at most half the kernel "
+                         f"{kernel_size}, or a window could hold only padding")
+    return kernel_size, stride, padding
+
+
 class MaxPool(Layer):
     """Max over each KH x KW window, per channel.
 
@@ -25,13 +40,8 @@ class MaxPool(Layer):
 
     def __init__(self, kernel_size, stride=None, padding=0, name=None):
         super().__init__(name)
-        who = f"MaxPool '{self.name}'"
-        self.kernel_size = as_pair(kernel_size, "kernel_size", who)
-        self.stride = self.kernel_size if stride is None else as_pair(stride, "stride", who)
-        self.padding = as_pair(padding, "padding", who, minimum=0)
-        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
-            raise ValueError(f"{who}: padding {self.padding} must be at most half the kernel "
-                             f"{self.kernel_size}, or a window could hold only padding")
+        self.kernel_size, self.stride, self.padding = window_arguments(
+            f"MaxPool '{self.name}'", kernel_size, stride, padding)
         self.argmax = None   # (N, C, OH, OW) flat index of each window's winner: backward_inputs
         self.x_shape = None  # (N, C, H, W): backward_inputs
         self._dtype = None   # dtype of the last input: backward_inputs checks grad_out against it
@@ -111,13 +121,8 @@ class AvgPool(Layer):
 
     def __init__(self, kernel_size, stride=None, padding=0, name=None):
         super().__init__(name)
-        who = f"AvgPool '{self.name}'"
-        self.kernel_size = as_pair(kernel_size, "kernel_size", who)
-        self.stride = self.kernel_size if stride is None else as_pair(stride, "stride", who)
-        self.padding = as_pair(padding, "padding", who, minimum=0)
-        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
-            raise ValueError(f"{who}: padding {self.padding} must be at most half the kernel "
-                             f"{self.kernel_size}, or a window could hold only padding")
+        self.kernel_size, self.stride, self.padding = window_arguments(
+            f"AvgPool '{self.name}'", kernel_size, stride, padding)
         self.x_shape = None  # (N, C, H, W) of the last input: read by backward_inputs
         self._dtype = None   # dtype of the last input: backward_inputs checks grad_out against it
 
