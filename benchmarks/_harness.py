@@ -1,0 +1,566 @@
+"""Shared pieces of the benchmark scripts (issue #4).
+
+* the machine description every script prints (CPU model, cores, versions, load);
+* ``lab_net_flops``: the FLOPs of the lab network, counted by hand;
+* ``lab_gemms``: the matrix products minidl runs for one training step, with
+  the exact operand layouts of ``minidl/layers/conv.py`` and ``linear.py``;
+* worker processes: each framework runs in its own Python process, driven
+  round by round over a pipe (JSON lines), so the two frameworks never share
+  an OpenMP runtime, a BLAS thread pool or environment variables (minidl sets
+  ``OMP_WAIT_POLICY=PASSIVE`` for its process, torch must not inherit it);
+* ``CpuMonitor``: how much CPU *other* processes used while a benchmark ran.
+
+Importing this module has no side effects: numpy, minidl and torch are only
+imported inside functions (the worker sets its thread variables first).
+
+Run directly only as a worker: ``python _harness.py --worker minidl|torch``.
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+# the lab network on MNIST (minidl/models.py: lab_net defaults)
+LAB = dict(in_channels=1, image_size=28, conv1=16, conv2=32, kernel=5, fc=512, classes=10)
+
+
+# ------------------------------------------------------------------ machine
+def cpu_model():
+    """'model name' of /proc/cpuinfo (or platform.processor() elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or "unknown"
+
+
+def cpu_flags(wanted=("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")):
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [w for w in wanted if w in have]
+    except OSError:
+        pass
+    return []
+
+
+def cpu_mhz():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("cpu mhz"):
+                    return float(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def core_count():
+    """Cores this process may run on (the affinity mask), else os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def load_average():
+    try:
+        return tuple(round(v, 2) for v in os.getloadavg())
+    except OSError:
+        return None
+
+
+def machine_info():
+    return {"cpu_model": cpu_model(), "cpu_flags": cpu_flags(), "cpu_mhz": cpu_mhz(),
+            "cores": core_count(), "os_cpu_count": os.cpu_count(), "python": sys.version.split()[0],
+            "load_average_1_5_15": load_average(),
+            "env": {k: v for k, v in sorted(os.environ.items())
+                    if k.startswith(("OPENBLAS_", "OMP_", "GOMP_", "KMP_", "MKL_", "MINIDL_"))}}
+
+
+def machine_lines(info):
+    flags = ", ".join(info["cpu_flags"]) or "?"
+    mhz = f", {info['cpu_mhz']:.0f} MHz" if info.get("cpu_mhz") else ""
+    return [f"CPU          : {info['cpu_model']} ({flags}{mhz})",
+            f"cores        : {info['cores']} usable (os.cpu_count() = {info['os_cpu_count']})",
+            f"python       : {info['python']}",
+            f"load average : {info['load_average_1_5_15']} (1, 5, 15 min) at start",
+            "environment  : " + (" ".join(f"{k}={v}" for k, v in info["env"].items()) or "(no thread/BLAS variables)")]
+
+
+class CpuMonitor:
+    """CPU time used on the whole machine versus by this process and its reaped children.
+
+    ``others_cpu_s`` is the CPU time of everything else (test suites, other users)
+    while the benchmark ran; ``steal_s`` the time the hypervisor gave to other guests.
+    Both disturb timings. Linux only (/proc/stat); elsewhere the figures are None.
+    """
+
+    def __init__(self):
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    @staticmethod
+    def _stat():
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        return {"busy": user + nice + system + irq + softirq, "steal": steal,
+                "total": sum(fields[:8])}
+
+    @staticmethod
+    def _own():
+        import resource
+        s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+    def start(self):
+        self.t0, self.s0, self.own0 = time.perf_counter(), self._stat(), self._own()
+        return self
+
+    def stop(self):
+        """Call after the workers exited (their CPU time is counted once reaped)."""
+        wall = time.perf_counter() - self.t0
+        s1, own = self._stat(), self._own() - self.own0
+        if self.s0 is None or s1 is None:
+            return {"wall_s": wall, "own_cpu_s": own, "others_cpu_s": None, "steal_s": None}
+        busy = (s1["busy"] - self.s0["busy"]) / self.tick
+        return {"wall_s": round(wall, 1), "own_cpu_s": round(own, 1),
+                "others_cpu_s": round(max(busy - own, 0.0), 1),
+                "steal_s": round((s1["steal"] - self.s0["steal"]) / self.tick, 1)}
+
+
+def disturbance_line(mon, cores):
+    if mon.get("others_cpu_s") is None:
+        return "disturbance  : unknown (no /proc/stat)"
+    share = mon["others_cpu_s"] / max(mon["wall_s"] * cores, 1e-9)
+    return (f"disturbance  : other processes used {mon['others_cpu_s']:.1f} CPU-s during the "
+            f"{mon['wall_s']:.0f} s run ({100 * share:.0f}% of {cores} cores), hypervisor steal "
+            f"{mon['steal_s']:.1f} s; load average at end {load_average()}")
+
+
+# -------------------------------------------------------------------- FLOPs
+def lab_net_flops(**overrides):
+    """FLOPs of the lab network per image, counted by hand (multiply-add = 2 FLOPs).
+
+    A 'same' convolution with F filters of C x KH x KW on an H x W input is a
+    product (F x K) @ (K x H*W) per image with K = C*KH*KW; an FC layer D -> M is
+    (1 x D) @ (D x M). Each product of an (a x b) by a (b x c) matrix costs 2*a*b*c.
+
+        forward      conv:  2 * F * K * OH*OW      fc:  2 * D * M
+        param grad   dW = dY X^T is the same product, transposed: the same count
+        input grad   dX = W^T dY: the same count again, for every layer but the
+                     first (nobody needs dL/d(image); Sequential.backward skips it)
+
+    so train = 3 * forward - forward(conv1). For the lab net (1x28x28 -> conv16 ->
+    pool -> conv32 -> pool -> FC512 -> FC10):
+
+        conv1   2*16*( 1*25)*784 =   627,200
+        conv2   2*32*(16*25)*196 = 5,017,600
+        fc3     2*1568*512       = 1,605,632
+        logits  2*512*10         =    10,240       forward 7,260,672 FLOP/image
+        training step: 3 * 7,260,672 - 627,200 = 21,154,816 FLOP/image (~21.2 MFLOP)
+
+    Biases, ReLU, pooling, im2col/col2im, the loss and the SGD update move data but
+    do almost no arithmetic (< 0.5% of the total); they are not counted.
+    """
+    p = dict(LAB, **overrides)
+    k, side = p["kernel"], p["image_size"]
+    c1, c2 = p["conv1"], p["conv2"]
+    flat = c2 * (side // 4) ** 2
+    fwd = {
+        "conv1": 2 * c1 * (p["in_channels"] * k * k) * side * side,
+        "conv2": 2 * c2 * (c1 * k * k) * (side // 2) ** 2,
+        "fc3": 2 * flat * p["fc"],
+        "logits": 2 * p["fc"] * p["classes"],
+    }
+    param = dict(fwd)
+    inputs = {name: (0 if name == "conv1" else f) for name, f in fwd.items()}
+    forward = sum(fwd.values())
+    train = forward + sum(param.values()) + sum(inputs.values())
+    return {"forward": fwd, "param_grad": param, "input_grad": inputs,
+            "forward_total": forward, "train_total": train}
+
+
+def lab_gemms(batch):
+    """The matrix products of one minidl training step at this batch size.
+
+    (label, FLOPs, builder) where builder(np, rng) -> (a, b, out) with the operand
+    layouts minidl uses (C order, or a transposed view = Fortran order):
+      Conv forward   W2d (F,K) @ X (K, N*OH*OW) into a reused buffer
+      Conv dW        X (K,M) @ dY.T (M,F)          -- (X dY^T)^T, conv.py's shape
+      Conv dX cols   W2d.T (K,F) @ dY (F,M) into a reused buffer
+      FC forward     x (N,D) @ W.T (D,M)
+      FC dW          dY.T (M,N) @ x (N,D)
+      FC dX          dY (N,M) @ W (M,D)
+    """
+    p = LAB
+    k, side = p["kernel"], p["image_size"]
+    convs = [("conv1", p["in_channels"] * k * k, p["conv1"], batch * side * side, True),
+             ("conv2", p["conv1"] * k * k, p["conv2"], batch * (side // 2) ** 2, False)]
+    fcs = [("fc3", p["conv2"] * (side // 4) ** 2, p["fc"]), ("logits", p["fc"], p["classes"])]
+    out = []
+
+    def f32(np, rng, *shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    for name, kk, f, m, first in convs:
+        out.append((f"{name} fwd  ({f}x{kk})@({kk}x{m})", 2 * f * kk * m,
+                    lambda np, rng, kk=kk, f=f, m=m: (f32(np, rng, f, kk), f32(np, rng, kk, m),
+                                                      np.empty((f, m), np.float32))))
+        out.append((f"{name} dW   ({kk}x{m})@({m}x{f})^T", 2 * f * kk * m,
+                    lambda np, rng, kk=kk, f=f, m=m: (f32(np, rng, kk, m), f32(np, rng, f, m).T, None)))
+        if not first:
+            out.append((f"{name} dX   ({kk}x{f})^T@({f}x{m})", 2 * f * kk * m,
+                        lambda np, rng, kk=kk, f=f, m=m: (f32(np, rng, f, kk).T, f32(np, rng, f, m),
+                                                          np.empty((kk, m), np.float32))))
+    for name, d, m in fcs:
+        out.append((f"{name} fwd  ({batch}x{d})@({m}x{d})^T", 2 * batch * d * m,
+                    lambda np, rng, d=d, m=m: (f32(np, rng, batch, d), f32(np, rng, m, d).T, None)))
+        out.append((f"{name} dW   ({batch}x{m})^T@({batch}x{d})", 2 * batch * d * m,
+                    lambda np, rng, d=d, m=m: (f32(np, rng, batch, m).T, f32(np, rng, batch, d), None)))
+        out.append((f"{name} dX   ({batch}x{m})@({m}x{d})", 2 * batch * d * m,
+                    lambda np, rng, d=d, m=m: (f32(np, rng, batch, m), f32(np, rng, m, d), None)))
+    return out
+
+
+def time_call(fn, min_seconds=0.2, min_reps=5, warmup=2):
+    """Median seconds of one call of fn(), over at least min_reps calls and min_seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), len(times)
+
+
+#: pause between two timed rounds: the threads of the framework that just ran may
+#: still be spinning (OpenBLAS's helpers busy-wait ~0.1 s after a product; OpenMP
+#: threads spin briefly), which would slow the other framework's next round
+SETTLE_SECONDS = 0.2
+
+
+def settle():
+    time.sleep(SETTLE_SECONDS)
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+# ------------------------------------------------------------ worker process
+class Worker:
+    """One framework in its own process; ``call(cmd=..., ...)`` runs a command there."""
+
+    def __init__(self, framework, threads, env=None):
+        child_env = dict(os.environ)
+        # the same thread count for every pool either framework may use
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            child_env[var] = str(threads)
+        child_env.update(env or {})
+        self.framework = framework
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker", framework, "--threads", str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=child_env, cwd=REPO)
+        self.info = self.call(cmd="info")
+
+    def call(self, **command):
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.framework} worker died (exit code {self.proc.wait()})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"{self.framework} worker: {reply['error']}")
+        return reply
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def torch_available():
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None
+
+
+# ---------------------------------------------------------- worker internals
+def _loaded_library(fragment):
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1]
+                if fragment in os.path.basename(path) and path.startswith("/"):
+                    return path
+    except OSError:
+        pass
+    return None
+
+
+def openblas_info():
+    """(threads, core type) of numpy's OpenBLAS, read through ctypes; (None, None) if unknown."""
+    import ctypes
+    path = _loaded_library("openblas")
+    if path is None:
+        return None, None
+    lib = ctypes.CDLL(path)
+    threads = core = None
+    for suffix in ("64_", "_64_", ""):
+        for prefix in ("scipy_openblas_", "openblas_"):
+            fn = getattr(lib, f"{prefix}get_num_threads{suffix}", None)
+            if fn is not None and threads is None:
+                threads = int(fn())
+            fn = getattr(lib, f"{prefix}get_corename{suffix}", None)
+            if fn is not None and core is None:
+                fn.restype = ctypes.c_char_p
+                core = fn().decode()
+    return threads, core
+
+
+def openmp_threads():
+    """omp_get_max_threads() of the OpenMP runtime minidl's kernels use, if loaded."""
+    import ctypes
+    path = _loaded_library("libgomp") or _loaded_library("libomp")
+    if path is None:
+        return None
+    try:
+        return int(ctypes.CDLL(path).omp_get_max_threads())
+    except (AttributeError, OSError):
+        return None
+
+
+class MinidlBench:
+    """minidl side: a lab net per configuration, Trainer.train_step / net.forward."""
+
+    def __init__(self, threads):
+        if REPO not in sys.path:
+            sys.path.insert(0, REPO)
+        import numpy as np
+        import minidl
+        from minidl import ops
+        self.np, self.minidl, self.ops = np, minidl, ops
+        self.threads = threads
+        self.models = {}
+
+    def info(self):
+        np = self.np
+        blas_threads, core = openblas_info()
+        try:
+            blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+            blas_name = f"{blas.get('name')} {blas.get('version')}"
+        except Exception:  # noqa: BLE001 - only a description
+            blas_name = "?"
+        return {"framework": "minidl", "minidl_version": self.minidl.__version__,
+                "minidl_path": os.path.dirname(self.minidl.__file__),
+                "backend": self.ops.BACKEND, "numpy": np.__version__, "blas": blas_name,
+                "blas_threads": blas_threads, "blas_core": core,
+                "omp_threads": openmp_threads() if self.ops.BACKEND == "compiled" else None,
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE")}
+
+    def _model(self, mode, batch):
+        key = (mode, batch)
+        if key not in self.models:
+            np = self.np
+            from minidl.layers import SoftmaxCrossEntropy
+            from minidl.models import lab_net
+            from minidl.optim import SGD
+            from minidl.trainer import Trainer
+            rng = np.random.default_rng(batch)
+            net = lab_net(dtype=np.float32, rng=0)
+            # a few different batches of MNIST-shaped data, cycled
+            pool = [(rng.random((batch, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, batch))
+                    for _ in range(4 if batch <= 256 else 2)]
+            if mode == "train":
+                trainer = Trainer(net, SoftmaxCrossEntropy(), SGD(lr=0.01), batch_size=batch)
+                step = trainer.train_step
+            else:
+                net.eval()
+                def step(x, y, net=net):  # noqa: E306 - forward only, as evaluate() per batch
+                    return net.forward(x)
+            self.models[key] = (step, pool)
+        return self.models[key]
+
+    def run(self, mode, batch, seconds, min_steps, max_seconds=None):
+        """Steps until both min_steps and seconds are reached (or max_seconds has passed)."""
+        step, pool = self._model(mode, batch)
+        n = 0
+        start = time.perf_counter()
+        while True:
+            x, y = pool[n % len(pool)]
+            step(x, y)
+            n += 1
+            elapsed = time.perf_counter() - start
+            if n >= min_steps and elapsed >= seconds:
+                break
+            if max_seconds is not None and elapsed >= max_seconds:
+                break
+        return {"steps": n, "seconds": elapsed, "images_per_s": n * batch / elapsed}
+
+    def gemm(self, sizes, batches, seconds):
+        np = self.np
+        rng = np.random.default_rng(0)
+        square = {}
+        for n in sizes:
+            a = rng.standard_normal((n, n), dtype=np.float32)
+            b = rng.standard_normal((n, n), dtype=np.float32)
+            c = np.empty((n, n), np.float32)
+            t, reps = time_call(lambda: np.matmul(a, b, out=c), min_seconds=seconds, min_reps=5)
+            square[str(n)] = {"seconds": t, "reps": reps, "gflops": 2 * n ** 3 / t / 1e9}
+        shapes = {}
+        for batch in batches:
+            rows = []
+            for label, flops, build in lab_gemms(batch):
+                a, b, out = build(np, rng)
+                if out is None:
+                    fn = lambda a=a, b=b: a @ b  # noqa: E731
+                else:
+                    fn = lambda a=a, b=b, out=out: np.matmul(a, b, out=out)  # noqa: E731
+                t, reps = time_call(fn, min_seconds=seconds / 4, min_reps=10)
+                rows.append({"gemm": label, "flops": flops, "seconds": t, "gflops": flops / t / 1e9})
+            total_t = sum(r["seconds"] for r in rows)
+            total_f = sum(r["flops"] for r in rows)
+            shapes[str(batch)] = {"rows": rows, "seconds": total_t, "flops": total_f,
+                                  "gflops": total_f / total_t / 1e9, "images_per_s_bound": batch / total_t}
+        return {"square": square, "lab_shapes": shapes}
+
+
+class TorchBench:
+    """PyTorch side: the same network, nn.CrossEntropyLoss, plain torch.optim.SGD."""
+
+    def __init__(self, threads):
+        import torch
+        self.torch = torch
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        self.models = {}
+
+    def info(self):
+        torch = self.torch
+        cfg = torch.__config__.show()
+        mkl = "MKL" if torch.backends.mkl.is_available() else "no MKL"
+        dnn = "oneDNN" if torch.backends.mkldnn.is_available() else "no oneDNN"
+        return {"framework": "torch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+                "interop_threads": torch.get_num_interop_threads(),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                "libraries": f"{mkl}, {dnn}", "blas": "MKL" if "BLAS_INFO=mkl" in cfg else "?",
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+
+    def _model(self, mode, batch):
+        key = (mode, batch)
+        if key not in self.models:
+            torch = self.torch
+            from torch import nn
+            c, side = LAB["conv2"], LAB["image_size"] // 4
+            net = nn.Sequential(
+                nn.Conv2d(LAB["in_channels"], LAB["conv1"], LAB["kernel"], padding=LAB["kernel"] // 2),
+                nn.MaxPool2d(2), nn.ReLU(),
+                nn.Conv2d(LAB["conv1"], c, LAB["kernel"], padding=LAB["kernel"] // 2),
+                nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(),
+                nn.Linear(c * side * side, LAB["fc"]), nn.ReLU(),
+                nn.Linear(LAB["fc"], LAB["classes"])).to(torch.float32)
+            g = torch.Generator().manual_seed(batch)
+            # inputs never require grad (the default)
+            pool = [(torch.rand((batch, 1, 28, 28), generator=g, dtype=torch.float32),
+                     torch.randint(0, 10, (batch,), generator=g)) for _ in range(4 if batch <= 256 else 2)]
+            if mode == "train":
+                net.train()
+                opt = torch.optim.SGD(net.parameters(), lr=0.01)
+                loss_fn = nn.CrossEntropyLoss()
+
+                def step(x, y):
+                    opt.zero_grad(set_to_none=True)
+                    logits = net(x)
+                    loss = loss_fn(logits, y)
+                    loss.backward()
+                    opt.step()
+                    # what minidl's train_step returns: the loss and the number correct
+                    return loss.item(), int((logits.argmax(1) == y).sum())
+            else:
+                net.eval()
+
+                def step(x, y):
+                    with torch.inference_mode():
+                        return net(x)
+            self.models[key] = (step, pool)
+        return self.models[key]
+
+    run = MinidlBench.run
+
+    def gemm(self, sizes, batches, seconds):
+        torch = self.torch
+        square = {}
+        for n in sizes:
+            a, b = torch.randn(n, n), torch.randn(n, n)
+            c = torch.empty(n, n)
+            t, reps = time_call(lambda: torch.mm(a, b, out=c), min_seconds=seconds, min_reps=5)
+            square[str(n)] = {"seconds": t, "reps": reps, "gflops": 2 * n ** 3 / t / 1e9}
+        return {"square": square}
+
+
+def _serve(framework, threads):
+    """Worker loop: one JSON command per stdin line, one JSON reply per stdout line."""
+    protocol = sys.stdout
+    sys.stdout = sys.stderr  # anything a library prints must not break the protocol
+    bench = None
+    for line in sys.stdin:
+        try:
+            cmd = json.loads(line)
+            if bench is None:
+                bench = MinidlBench(threads) if framework == "minidl" else TorchBench(threads)
+            name = cmd.pop("cmd")
+            if name == "info":
+                reply = bench.info()
+            elif name == "run":
+                reply = bench.run(cmd["mode"], int(cmd["batch"]), float(cmd["seconds"]), int(cmd["min_steps"]),
+                                  cmd.get("max_seconds"))
+            elif name == "gemm":
+                reply = bench.gemm(cmd["sizes"], cmd["batches"], float(cmd["seconds"]))
+            else:
+                reply = {"error": f"unknown command {name!r}"}
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            import traceback
+            reply = {"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}
+        protocol.write(json.dumps(reply) + "\n")
+        protocol.flush()
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(description="benchmark worker (started by the bench_*.py scripts)")
+    parser.add_argument("--worker", choices=("minidl", "torch"), required=True)
+    parser.add_argument("--threads", type=int, required=True)
+    args = parser.parse_args()
+    _serve(args.worker, args.threads)
