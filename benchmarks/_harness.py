@@ -367,8 +367,8 @@ class MinidlBench:
     def __init__(self, threads):
         if REPO not in sys.path:
             sys.path.insert(0, REPO)
+        import minidl  # first, as the scripts do: it sets OpenBLAS's thread wait before numpy loads
         import numpy as np
-        import minidl
         from minidl import ops
         self.np, self.minidl, self.ops = np, minidl, ops
         self.threads = threads

@@ -32,6 +32,14 @@ class Optimizer:
         self.lr = float(lr)
         self.state = {}  # id(param) -> (param, dict of state arrays); the param is kept so ids stay unique
 
+    def _scratch(self, param):
+        """A work array of the parameter's shape and dtype, reused every step (not saved)."""
+        buffers = self.__dict__.setdefault("_scratch_buffers", {})
+        buf = buffers.get(id(param))
+        if buf is None or buf.shape != param.shape or buf.dtype != param.dtype:
+            buf = buffers[id(param)] = np.empty_like(param)
+        return buf
+
     def _slot(self, param):
         entry = self.state.get(id(param))
         if entry is None:
@@ -100,21 +108,25 @@ class SGD(Optimizer):
         self.dampening = float(dampening)
 
     def _update(self, param, grad, slot):
+        # every product goes into one scratch array per parameter, kept across steps:
+        # no temporaries of the parameter's size are allocated in the step
+        scratch = self._scratch(param)
         if self.weight_decay:
-            grad = grad + self.weight_decay * param
+            grad = np.add(grad, np.multiply(param, self.weight_decay, out=scratch), out=scratch)
         if not self.momentum:
-            param -= self.lr * grad
+            param -= np.multiply(grad, self.lr, out=scratch)
             return
         velocity = slot.get("velocity")
         if velocity is None:
             velocity = slot["velocity"] = grad.copy()  # first step: v = g, as PyTorch
         else:
             velocity *= self.momentum
-            velocity += (1.0 - self.dampening) * grad
+            velocity += np.multiply(grad, 1.0 - self.dampening, out=scratch) if self.dampening else grad
         if self.nesterov:
-            param -= self.lr * (grad + self.momentum * velocity)
+            step = np.add(grad, np.multiply(velocity, self.momentum), out=scratch)
+            param -= np.multiply(step, self.lr, out=scratch)
         else:
-            param -= self.lr * velocity
+            param -= np.multiply(velocity, self.lr, out=scratch)
 
 
 # ------------------------------------------------------------------ schedules
