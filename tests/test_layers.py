@@ -562,3 +562,23 @@ def test_batch_size_may_change_between_calls(rng, name, make, shape):
         for u, v in zip(a[key] if isinstance(a[key], list) else [a[key]],
                         b[key] if isinstance(b[key], list) else [b[key]]):
             np.testing.assert_array_equal(u, v)
+
+
+def test_pinned_positional_signatures():
+    """Issue #2 pins the constructors' positional order; other code relies on it."""
+    import inspect
+
+    from minidl.layers import FC, Conv, L2Regularizer, MaxPool
+    from minidl.optim import SGD
+
+    def names(cls):
+        return list(inspect.signature(cls).parameters)
+
+    assert names(Conv)[:9] == ["in_channels", "out_channels", "kernel_size", "stride", "padding", "bias",
+                               "name", "dtype", "rng"]
+    assert names(MaxPool)[:2] == ["kernel_size", "stride"]
+    assert names(FC)[:6] == ["in_features", "out_features", "bias", "name", "dtype", "rng"]
+    assert names(L2Regularizer)[:3] == ["weights", "weight_decay", "name"]
+    assert names(SGD)[:4] == ["lr", "momentum", "nesterov", "weight_decay"]
+    conv = Conv(1, 4, 3, 1, 1, False, "c", np.float64, 0)
+    assert conv.bias is None and conv.name == "c" and conv.weights.dtype == np.float64

@@ -32,7 +32,7 @@ class Conv(Layer):
     cache_slots = ("x_cols", "x_shape")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, bias=True, name=None, dtype=np.float32, rng=None):
+                 bias=True, name=None, dtype=np.float32, rng=None, dilation=1):
         super().__init__(name)
         who = f"Conv '{self.name}'"
         self.in_channels = as_positive_int(in_channels, "in_channels", who)
