@@ -203,7 +203,9 @@ def finish_run(config, net, loss, data, history, train_seconds, log=print):
     test = evaluate(net, loss, data.test_x, data.test_y, config.eval_batch_size)
     confusion = metrics.confusion_matrix(data.test_y, test["predictions"], 10)
     precision, recall = metrics.precision_recall(confusion)
-    log(f"test accuracy {test['accuracy']:.4f}, test loss {test['loss']:.4f}")
+    cross_entropy = float(test["losses"].mean())
+    penalty = "" if abs(test["loss"] - cross_entropy) < 1e-12 else f" (cross-entropy {cross_entropy:.4f} + L2 penalty)"
+    log(f"test accuracy {test['accuracy']:.4f}, test loss {test['loss']:.4f}{penalty}")
     log(metrics.classification_report(confusion, getattr(data, "class_names", None)))
 
     plot_path = viz.plot_training(history, os.path.join(config.out, "training_plot.png"))
@@ -214,7 +216,7 @@ def finish_run(config, net, loss, data, history, train_seconds, log=print):
     result = {
         "dataset": config.dataset, "backend": ops.BACKEND, "config": config.to_json(),
         "history": history, "train_seconds": train_seconds,
-        "test_loss": test["loss"], "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"], "test_cross_entropy": cross_entropy, "test_accuracy": test["accuracy"],
         "confusion_matrix": confusion.tolist(),
         "precision": precision.tolist(), "recall": recall.tolist(),
     }
@@ -253,7 +255,7 @@ def l2_sweep(config, lambdas, data=None, log=print):
 
 
 def format_sweep_table(rows):
-    lines = ["| lambda | validation accuracy | test accuracy | ||conv1 weights|| |", "|---:|---:|---:|---:|"]
+    lines = ["| lambda | validation accuracy | test accuracy | conv1 weight norm |", "|---:|---:|---:|---:|"]
     for r in rows:
         val = "" if r["val_accuracy"] is None else f"{r['val_accuracy']:.4f}"
         lines.append(f"| {r['lambda']:g} | {val} | {r['test_accuracy']:.4f} | {r['conv1_weight_norm']:.3f} |")
