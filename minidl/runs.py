@@ -204,7 +204,7 @@ def finish_run(config, net, loss, data, history, train_seconds, log=print):
     confusion = metrics.confusion_matrix(data.test_y, test["predictions"], 10)
     precision, recall = metrics.precision_recall(confusion)
     cross_entropy = float(test["losses"].mean())
-    penalty = "" if abs(test["loss"] - cross_entropy) < 1e-12 else f" (cross-entropy {cross_entropy:.4f} + L2 penalty)"
+    penalty = f" (cross-entropy {cross_entropy:.4f} + L2 penalty)" if hasattr(loss, "regularizers") else ""
     log(f"test accuracy {test['accuracy']:.4f}, test loss {test['loss']:.4f}{penalty}")
     log(metrics.classification_report(confusion, getattr(data, "class_names", None)))
 
