@@ -153,6 +153,19 @@ def disturbance_line(mon, cores):
 
 
 # -------------------------------------------------------------------- FLOPs
+def finish(result, disturbance, cores, json_path, out, quiet=False):
+    """Close a benchmark's output: the disturbance line, then the JSON file if asked for."""
+    result["disturbance"] = disturbance
+    if not quiet:
+        out()
+        out(disturbance_line(disturbance, cores))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=1)
+        out(f"wrote {json_path}")
+    return result
+
+
 def lab_net_flops(**overrides):
     """FLOPs of the lab network per image, counted by hand (multiply-add = 2 FLOPs).
 

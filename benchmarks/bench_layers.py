@@ -368,15 +368,7 @@ def main(argv=None):
             else:
                 out(f"(the NumPy reference run failed with exit code {proc.returncode})")
 
-    result["disturbance"] = monitor.stop()
-    if not args.quiet:
-        out()
-        out(H.disturbance_line(result["disturbance"], machine["cores"]))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-        out(f"wrote {args.json}")
-    return result
+    return H.finish(result, monitor.stop(), machine["cores"], args.json, out, quiet=args.quiet)
 
 
 if __name__ == "__main__":

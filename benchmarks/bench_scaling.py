@@ -202,14 +202,7 @@ def main(argv=None):
         out("  activations; RSS peak: ru_maxrss after 5 steps minus ru_maxrss after the imports, in a fresh")
         out("  process (includes allocator slack and BLAS buffers, so it can exceed the tracemalloc peak).")
 
-    result["disturbance"] = monitor.stop()
-    out()
-    out(H.disturbance_line(result["disturbance"], machine["cores"]))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-        out(f"wrote {args.json}")
-    return result
+    return H.finish(result, monitor.stop(), machine["cores"], args.json, out)
 
 
 if __name__ == "__main__":

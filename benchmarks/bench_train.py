@@ -15,7 +15,6 @@ GFLOP/s on large square matrices and on the network's own products, and the
 fraction of it a minidl training step reaches.
 """
 import argparse
-import json
 
 try:
     from . import _harness as H
@@ -199,14 +198,7 @@ def main(argv=None):
                 extra = f" ({100 * gf / H.median(square['torch']):.0f}% of torch.mm's own ceiling)"
             out(f"  {fw:<7}{key:<18}{gf:>7.1f} GFLOP/s = {100 * frac:>5.1f}% of the ceiling{extra}")
     result["achieved"] = achieved
-    result["disturbance"] = disturbance
-    out()
-    out(H.disturbance_line(disturbance, machine["cores"]))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-        out(f"wrote {args.json}")
-    return result
+    return H.finish(result, disturbance, machine["cores"], args.json, out)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Symbols: N batch, C channels, H height, W width, D features.
 """
+import abc
 import numbers
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-class Layer:
+class Layer(abc.ABC):
     """One differentiable operation y = f(x; params).
 
     The contract every layer keeps:
@@ -42,11 +43,13 @@ class Layer:
         self.training = True
 
     # -------------------------------------------------------------- contract
+    @abc.abstractmethod
     def forward(self, x):
-        raise NotImplementedError(f"{type(self).__name__} must define forward")
+        """x -> y; caches what the backward methods need."""
 
+    @abc.abstractmethod
     def backward_inputs(self, grad_out):
-        raise NotImplementedError(f"{type(self).__name__} must define backward_inputs")
+        """dL/dy -> dL/dx."""
 
     def backward_params(self, grad_out):
         """No parameters, no parameter gradients."""
