@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from . import ops
+
 
 def merge_pairs(pairs):
     """[(param, grad), ...] -> [(param, summed grad), ...], one entry per distinct array."""
@@ -108,25 +110,28 @@ class SGD(Optimizer):
         self.dampening = float(dampening)
 
     def _update(self, param, grad, slot):
-        # every product goes into one scratch array per parameter, kept across steps:
-        # no temporaries of the parameter's size are allocated in the step
+        # ops.axpy(a, x, y) is y += a * x in one pass; the other products go into one
+        # scratch array per parameter, kept across steps: no temporaries in the step
         scratch = self._scratch(param)
         if self.weight_decay:
             grad = np.add(grad, np.multiply(param, self.weight_decay, out=scratch), out=scratch)
         if not self.momentum:
-            param -= np.multiply(grad, self.lr, out=scratch)
+            ops.axpy(-self.lr, grad, param)  # w -= lr * g
             return
         velocity = slot.get("velocity")
         if velocity is None:
             velocity = slot["velocity"] = grad.copy()  # first step: v = g, as PyTorch
         else:
             velocity *= self.momentum
-            velocity += np.multiply(grad, 1.0 - self.dampening, out=scratch) if self.dampening else grad
+            if self.dampening:
+                ops.axpy(1.0 - self.dampening, grad, velocity)
+            else:
+                velocity += grad
         if self.nesterov:
             step = np.add(grad, np.multiply(velocity, self.momentum), out=scratch)
-            param -= np.multiply(step, self.lr, out=scratch)
+            ops.axpy(-self.lr, step, param)
         else:
-            param -= np.multiply(velocity, self.lr, out=scratch)
+            ops.axpy(-self.lr, velocity, param)
 
 
 # ------------------------------------------------------------------ schedules

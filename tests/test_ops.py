@@ -235,6 +235,36 @@ def test_maxpool_ties_go_to_the_first_maximum_in_row_major_order():
     np.testing.assert_array_equal(argmax, [[[[1, 2]]]])   # (0, 1) and (0, 2): first in each window
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((3, 2), (1, 2), (1, 0))],
+                         ids=["2x2-fast-path", "general"])
+def test_maxpool_propagates_the_first_nan_of_a_window(dtype, kernel, stride, padding):
+    """A NaN anywhere in a window wins it (as PyTorch), the first one if there are several."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    x = np.arange(2 * 3 * 6 * 8, dtype=dtype).reshape(2, 3, 6, 8) % 7
+    for flat in (0, 1, 8, 9, 17, 26, 47):   # every corner of a 2x2 window, and more
+        xn = x.copy()
+        xn[1, 2].flat[flat] = np.nan
+        xn[0, 1].flat[flat] = np.nan
+        xn[0, 1].flat[(flat + 1) % 48] = np.nan   # two NaNs, maybe in one window
+        out, argmax = ops.maxpool_forward(xn, kh, kw, sh, sw, ph, pw)
+        # the oracle: naive loops, then every window that holds a NaN, by hand
+        expected, expected_argmax = naive.maxpool_forward(xn, kh, kw, sh, sw, ph, pw)
+        for n, c, y, z in np.ndindex(*out.shape):
+            h0, w0 = y * sh - ph, z * sw - pw
+            window = [(hh, ww) for hh in range(max(h0, 0), min(h0 + kh, 6))
+                      for ww in range(max(w0, 0), min(w0 + kw, 8))]
+            nans = [hh * 8 + ww for hh, ww in window if np.isnan(xn[n, c, hh, ww])]
+            if nans:
+                expected[n, c, y, z], expected_argmax[n, c, y, z] = np.nan, nans[0]
+        np.testing.assert_array_equal(out, expected)          # NaNs compare equal here
+        np.testing.assert_array_equal(argmax, expected_argmax)
+        assert np.isnan(out[1, 2]).any()
+        ref_out, ref_argmax = reference.maxpool_forward(xn, kh, kw, sh, sw, ph, pw)
+        np.testing.assert_array_equal(ref_out, expected)
+        np.testing.assert_array_equal(ref_argmax, expected_argmax)
+
+
 def test_maxpool_rejects_padding_larger_than_half_the_window():
     """A window made only of padding has no maximum; the kernels must not read outside x."""
     x = np.ones((1, 1, 2, 2))
@@ -276,3 +306,44 @@ def test_col2im_matches_naive_loops(rng, shape, kernel, stride, padding, dilatio
     expected = naive.col2im(cols, shape, *args)
     np.testing.assert_allclose(reference.col2im(cols, shape, *args), expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(ops.col2im(cols, shape, *args), expected, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------- axpy
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7,), (3, 5, 2), (512, 300)], ids=["tiny", "3d", "threaded"])
+def test_axpy_adds_a_scaled_array_in_place(rng, dtype, shape):
+    x = rng.standard_normal(shape).astype(dtype)
+    y = rng.standard_normal(shape).astype(dtype)
+    expected = y.astype(np.float64) + -0.37 * x.astype(np.float64)   # the obvious formula, in float64
+    out = ops.axpy(-0.37, x, y)
+    assert out is y and y.dtype == dtype
+    tol = 1e-6 if dtype == np.float32 else 1e-15
+    np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
+
+
+def test_axpy_matches_the_reference_bit_for_bit(rng):
+    x = rng.standard_normal((600, 200)).astype(np.float32)
+    y = rng.standard_normal((600, 200)).astype(np.float32)
+    y_ref = y.copy()
+    ops.axpy(-0.01, x, y)
+    reference.axpy(-0.01, x, y_ref)
+    np.testing.assert_array_equal(y, y_ref)
+
+
+def test_axpy_handles_non_contiguous_operands(rng):
+    x = rng.standard_normal((6, 4)).T        # a transposed view
+    y = rng.standard_normal((4, 6))
+    expected = y + 2.5 * x
+    ops.axpy(2.5, x, y)
+    np.testing.assert_allclose(y, expected, rtol=1e-15)
+
+
+def test_axpy_rejects_mismatched_operands():
+    y = np.zeros((3, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"axpy: x of shape \(4, 3\)"):
+        ops.axpy(1.0, np.zeros((4, 3), dtype=np.float32), y)
+    with pytest.raises(TypeError, match="axpy: .*float64 and float32"):
+        ops.axpy(1.0, np.zeros((3, 4)), y)
+    y.setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        ops.axpy(1.0, np.zeros((3, 4), dtype=np.float32), y)

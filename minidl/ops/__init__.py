@@ -1,4 +1,4 @@
-"""The kernels under the layers: im2col, col2im and max pooling.
+"""The kernels under the layers: im2col, col2im, max pooling and the update axpy.
 
 Two implementations share one interface:
 
@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from . import reference  # noqa: E402
 from .reference import output_size  # noqa: E402
 
-__all__ = ["BACKEND", "im2col", "col2im", "maxpool_forward", "maxpool_backward",
+__all__ = ["BACKEND", "axpy", "im2col", "col2im", "maxpool_forward", "maxpool_backward",
            "output_size", "use_backend"]
 
 _compiled = None
@@ -157,3 +157,22 @@ def maxpool_backward(grad_out, argmax, x_shape):
                                    np.ascontiguousarray(argmax, dtype=np.int64).reshape(n * c, oh, ow),
                                    grad_x)
     return grad_x.reshape(x_shape)
+
+
+# ------------------------------------------------------------------- updates
+def axpy(alpha, x, y):
+    """y += alpha * x in place (y: the parameter, x: its gradient); returns y.
+
+    One pass over memory instead of numpy's two (``alpha * x`` into a
+    temporary, then the add), split over threads for large arrays.
+    """
+    if x.shape != y.shape:
+        raise ValueError(f"axpy: x of shape {x.shape} does not match y of shape {y.shape}")
+    if y.dtype not in (np.float32, np.float64) or x.dtype != y.dtype:
+        raise TypeError(f"axpy: expected x and y of one float dtype, got {x.dtype} and {y.dtype}")
+    if not y.flags.writeable:
+        raise ValueError("axpy: y is read-only")
+    if _compiled is None or not (x.flags.c_contiguous and y.flags.c_contiguous):
+        return reference.axpy(alpha, x, y)
+    _compiled.axpy_into(float(alpha), x.reshape(-1), y.reshape(-1))
+    return y

@@ -125,9 +125,53 @@ def maxpool_forward_into(const real[:, :, ::1] x, real[:, :, ::1] out,
     cdef int height = x.shape[1], width = x.shape[2]
     cdef int oh = out.shape[1], ow = out.shape[2]
     cdef Py_ssize_t p
+    cdef bint two_by_two = (kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0)
     for p in prange(planes, nogil=True, schedule='static'):
-        _maxpool_plane(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0],
-                       height, width, oh, ow, kh, kw, sh, sw, ph, pw)
+        if two_by_two:
+            _maxpool_plane_2x2(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], width, oh, ow)
+        else:
+            _maxpool_plane(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0],
+                           height, width, oh, ow, kh, kw, sh, sw, ph, pw)
+
+
+cdef inline void _maxpool_plane_2x2(const real* plane, real* out, long long* argmax,
+                                    int width, int oh, int ow) noexcept nogil:
+    """The common 2x2 window with stride 2 and no padding: _maxpool_plane unrolled.
+
+    The window's four pixels a b / c d are compared in row-major order, so ties
+    and NaN resolve exactly as in the general loop (same results, bit for bit).
+    """
+    cdef int y, z, i0, best_idx
+    cdef real best, v
+    cdef bint take, has_nan
+    cdef const real* row
+    for y in range(oh):
+        row = plane + 2 * y * width
+        for z in range(ow):
+            i0 = 2 * y * width + 2 * z
+            best = row[2 * z]
+            best_idx = i0
+            has_nan = best != best
+            v = row[2 * z + 1]
+            take = v > best
+            best = v if take else best
+            best_idx = i0 + 1 if take else best_idx
+            has_nan = has_nan | (v != v)
+            v = row[width + 2 * z]
+            take = v > best
+            best = v if take else best
+            best_idx = i0 + width if take else best_idx
+            has_nan = has_nan | (v != v)
+            v = row[width + 2 * z + 1]
+            take = v > best
+            best = v if take else best
+            best_idx = i0 + width + 1 if take else best_idx
+            has_nan = has_nan | (v != v)
+            if has_nan:
+                best_idx = _first_nan(plane, width, 2 * y, 2 * y + 2, 2 * z, 2 * z + 2)
+                best = plane[best_idx]
+            out[y * ow + z] = best
+            argmax[y * ow + z] = best_idx
 
 
 cdef inline void _maxpool_plane(const real* plane, real* out, long long* argmax,
@@ -185,3 +229,17 @@ def maxpool_backward_into(const real[:, :, ::1] grad_out, const long long[:, :, 
         for y in range(oh):
             for z in range(ow):
                 grad_x[p, argmax[p, y, z]] += grad_out[p, y, z]
+
+
+def axpy_into(double alpha, const real[::1] x, real[::1] y):
+    """y += alpha * x, in place, over flat arrays of one dtype (split over threads)."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef real a = <real>alpha
+    # waking a second thread costs more than it saves below ~64k entries
+    cdef int threads = 0 if n >= 65536 else 1  # 0: the OpenMP default
+    if threads == 1:
+        for i in range(n):
+            y[i] += a * x[i]
+        return
+    for i in prange(n, nogil=True, schedule='static'):
+        y[i] += a * x[i]

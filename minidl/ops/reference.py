@@ -106,3 +106,9 @@ def maxpool_backward(grad_out, argmax, x_shape):
     planes = np.repeat(np.arange(n * c), grad_out.shape[2] * grad_out.shape[3])
     np.add.at(grad_x, (planes, argmax.reshape(-1)), grad_out.reshape(-1))
     return grad_x.reshape(x_shape)
+
+
+def axpy(alpha, x, y):
+    """y += alpha * x, in place (the BLAS name: "a x plus y"). x, y: same shape."""
+    y += alpha * x
+    return y
