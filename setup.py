@@ -16,8 +16,8 @@ else:
 extensions = [
     Extension(
         "minidl.ops._kernels",
-        ["minidl/ops/_kernels.pyx"],
-        include_dirs=[np.get_include()],
+        ["minidl/ops/_kernels.pyx", "minidl/ops/gemm.c"],
+        include_dirs=[np.get_include(), "minidl/ops"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
         extra_compile_args=["-O3"] + openmp_compile if sys.platform != "win32" else openmp_compile,
         extra_link_args=openmp_link,

@@ -347,3 +347,75 @@ def test_axpy_rejects_mismatched_operands():
     y.setflags(write=False)
     with pytest.raises(ValueError, match="read-only"):
         ops.axpy(1.0, np.zeros((3, 4), dtype=np.float32), y)
+
+
+# ---------------------------------------------------------- matrix product
+requires_fast_matmul = pytest.mark.skipif(
+    not ops.FAST_MATMUL, reason="gemm.c's AVX-512 kernels not active (numpy backend or no AVX-512)")
+
+
+def _matmul_tolerance(a, b):
+    """float32 rounding bound for each entry: a few ulps of sum_k |a_ik| |b_kj|."""
+    return 1e-6 * (np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))) + 1e-30
+
+
+def _operand(rng, rows, cols, layout):
+    """A float32 (rows, cols) operand stored as C order, a transposed view, or a strided slice."""
+    if layout == "c":
+        return rng.standard_normal((rows, cols)).astype(np.float32)
+    if layout == "t":
+        return rng.standard_normal((cols, rows)).astype(np.float32).T
+    big = rng.standard_normal((2 * rows + 1, cols + 3)).astype(np.float32)
+    return big[1::2, 2:cols + 2]            # row stride 2*(cols+3), an offset start
+
+
+@requires_fast_matmul
+@pytest.mark.parametrize("m", [1, 7, 16, 33])
+@pytest.mark.parametrize("n", [1, 13, 32, 100])
+@pytest.mark.parametrize("k", [1, 16, 33])
+def test_fast_matmul_matches_float64_products(rng, m, n, k):
+    for la, lb in [("c", "c"), ("t", "c"), ("c", "t"), ("t", "t"), ("s", "s")]:
+        a, b = _operand(rng, m, k, la), _operand(rng, k, n, lb)
+        out = ops.matmul(a, b)
+        assert out.dtype == np.float32 and out.shape == (m, n) and out.flags.c_contiguous
+        exact = a.astype(np.float64) @ b.astype(np.float64)
+        assert np.all(np.abs(out - exact) <= _matmul_tolerance(a, b)), (la, lb)
+
+
+@requires_fast_matmul
+@pytest.mark.parametrize("shape", [(32, 400, 9800), (400, 9800, 32), (25, 39200, 16), (50, 1568, 512),
+                                   (300, 700, 1100)],
+                         ids=["conv2-fwd", "conv2-dW", "conv1-dW-split-K", "fc-fwd", "blocked"])
+def test_fast_matmul_on_the_networks_shapes(rng, shape):
+    """Shapes of the lab network (threaded, K split across threads, several cache blocks)."""
+    m, k, n = shape
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32).T     # the weight-gradient layout
+    out = np.full((m, n), np.nan, dtype=np.float32)           # every entry must be overwritten
+    assert ops.matmul(a, b, out=out) is out
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.all(np.abs(out - exact) <= _matmul_tolerance(a, b))
+
+
+def test_matmul_follows_numpy_for_everything_else(rng):
+    a64, b64 = rng.standard_normal((5, 3)), rng.standard_normal((3, 4))
+    np.testing.assert_array_equal(ops.matmul(a64, b64), np.matmul(a64, b64))  # float64: numpy itself
+    a, b = a64.astype(np.float32), b64.astype(np.float32)
+    assert ops.matmul(a[:, :0], b[:0]).shape == (5, 4)                         # K = 0: zeros
+    np.testing.assert_array_equal(ops.matmul(a[:, :0], b[:0]), np.zeros((5, 4), np.float32))
+    assert ops.matmul(a[:0], b).shape == (0, 4)
+    with pytest.raises(ValueError):
+        ops.matmul(a, a)                                                       # (5,3) @ (5,3)
+    square = rng.standard_normal((6, 6)).astype(np.float32)
+    expected = square.astype(np.float64) @ square.astype(np.float64)
+    result = ops.matmul(square, square, out=square)                            # out aliases both inputs
+    assert result is square
+    np.testing.assert_allclose(square, expected, rtol=1e-5, atol=1e-5)
+
+
+@requires_fast_matmul
+def test_fast_matmul_reads_reversed_views_in_place(rng):
+    a = rng.standard_normal((40, 30)).astype(np.float32)[::-1, ::-1]
+    b = rng.standard_normal((30, 50)).astype(np.float32)[::-1]
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.all(np.abs(ops.matmul(a, b) - exact) <= _matmul_tolerance(a, b))

@@ -84,7 +84,7 @@ class Conv(Layer):
         self.x_cols = ops.im2col(x, kh, kw, sh, sw, ph, pw, dh, dw,
                                  out=self._workspace("x_cols", (k, m), self.dtype))
         self.x_shape = x.shape
-        y2d = np.matmul(self.weights.reshape(f, k), self.x_cols,
+        y2d = ops.matmul(self.weights.reshape(f, k), self.x_cols,
                         out=self._workspace("y2d", (f, m), self.dtype))      # (F, N*OH*OW)
         if self.bias is not None:
             y2d += self.bias[:, None]
@@ -105,16 +105,16 @@ class Conv(Layer):
 
     def _input_grad(self, grad_y):
         w2d = self.weights.reshape(self.out_channels, -1)
-        grad_cols = np.matmul(w2d.T, grad_y, out=self._workspace(
+        grad_cols = ops.matmul(w2d.T, grad_y, out=self._workspace(
             "grad_cols", (w2d.shape[1], grad_y.shape[1]), self.dtype))     # (K, N*OH*OW)
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
         return ops.col2im(grad_cols, self.x_shape, kh, kw, sh, sw, ph, pw, dh, dw)
 
     def _param_grads(self, grad_y):
         x_cols = self._cached("x_cols", "backward_params")
-        # dL/dWm = dL/dY @ X^T, computed as (X @ dL/dY^T)^T: the same numbers, but BLAS
-        # runs this shape (long rows of K x M against M x F) about a third faster
-        grad_w = (x_cols @ grad_y.T).T.reshape(self.weights.shape)
+        # dL/dWm = dL/dY @ X^T, computed as (X @ dL/dY^T)^T: the same numbers, but the
+        # product runs this shape (long rows of K x M against M x F) a third faster
+        grad_w = ops.matmul(x_cols, grad_y.T).T.reshape(self.weights.shape)
         pairs = [(self.weights, grad_w)]
         if self.bias is not None:
             pairs.append((self.bias, grad_y.sum(axis=1)))

@@ -4,6 +4,8 @@ Symbols: N batch, D input features, M output features.
 """
 import numpy as np
 
+from .. import ops
+
 from .base import Layer, as_float_dtype, as_positive_int, he_normal
 
 
@@ -38,7 +40,7 @@ class FC(Layer):
             raise ValueError(f"{self._describe()}: expected input of shape (N, {self.in_features}), "
                              f"got {x.shape}{hint}")
         self.x = x
-        y = x @ self.weights.T
+        y = ops.matmul(x, self.weights.T)          # x @ W^T
         if self.bias is not None:
             y += self.bias
         return y
@@ -47,13 +49,13 @@ class FC(Layer):
         """grad_out (N, M) -> dL/dx (N, D)."""
         x = self._cached("x", "backward_inputs")
         self._check_grad(grad_out, (x.shape[0], self.out_features), self.dtype)
-        return grad_out @ self.weights
+        return ops.matmul(grad_out, self.weights)  # dL/dy @ W
 
     def backward_params(self, grad_out):
         """grad_out (N, M) -> [(weights, dL/dW (M, D)), (bias, dL/db (M,))]."""
         x = self._cached("x", "backward_params")
         self._check_grad(grad_out, (x.shape[0], self.out_features), self.dtype)
-        pairs = [(self.weights, grad_out.T @ x)]
+        pairs = [(self.weights, ops.matmul(grad_out.T, x))]  # dL/dy^T @ x
         if self.bias is not None:
             pairs.append((self.bias, grad_out.sum(axis=0)))
         return pairs

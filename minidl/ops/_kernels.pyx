@@ -14,6 +14,13 @@ no locks or atomics are needed.
 """
 from cython.parallel cimport prange
 
+cdef extern from "gemm.h":
+    int minidl_sgemm_supported() noexcept nogil
+    void minidl_sgemm(int M, int N, int K, float alpha,
+                      const float* A, long rsa, long csa,
+                      const float* B, long rsb, long csb,
+                      float beta, float* C, long rsc) noexcept nogil
+
 ctypedef fused real:
     float
     double
@@ -243,3 +250,22 @@ def axpy_into(double alpha, const real[::1] x, real[::1] y):
         return
     for i in prange(n, nogil=True, schedule='static'):
         y[i] += a * x[i]
+
+
+# --------------------------------------------------------------- matrix product
+def sgemm_supported():
+    """True if this CPU runs gemm.c's AVX-512 kernels (else ops.matmul uses numpy)."""
+    return minidl_sgemm_supported() == 1
+
+
+def sgemm_into(const float[:, :] a, const float[:, :] b, float[:, ::1] c):
+    """c = a @ b for float32 (M, K) @ (K, N) -> (M, N); a and b may be any strided view.
+
+    The caller checks shapes, K > 0, sizes below 2**31 and that c overlaps neither input.
+    """
+    cdef int m = a.shape[0], k = a.shape[1], n = b.shape[1]
+    cdef long rsa = a.strides[0] // 4, csa = a.strides[1] // 4
+    cdef long rsb = b.strides[0] // 4, csb = b.strides[1] // 4
+    cdef long rsc = c.strides[0] // 4
+    with nogil:
+        minidl_sgemm(m, n, k, 1.0, &a[0, 0], rsa, csa, &b[0, 0], rsb, csb, 0.0, &c[0, 0], rsc)

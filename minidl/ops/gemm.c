@@ -1,0 +1,557 @@
+/*
+ * gemm.c -- minidl's AVX-512 single-precision matrix product (Goto / BLIS structure).
+ *
+ * The fast path of minidl.ops.matmul for float32; np.matmul is its oracle and
+ * the fallback (float64, CPUs without AVX-512, other compilers).
+ *
+ *   C[M x N] = alpha * A[M x K] * B[K x N] + beta * C
+ *
+ * Each operand is a base pointer plus a row stride and a column stride (in
+ * elements), so transposed views (X.T in numpy) need no copy:
+ *   A(i,k) = A[i*rsa + k*csa]
+ *   B(k,j) = B[k*rsb + j*csb]
+ *   C(i,j) = C[i*rsc + j]            (C must have unit column stride)
+ * If beta == 0, C is only written, never read (it may hold NaN / garbage).
+ *
+ * Algorithm (Goto & van de Geijn 2008; Van Zee & van de Geijn, BLIS 2015):
+ *
+ *   for jc in N step NC:
+ *     for pc in K step KC:
+ *       pack B[pc:+KC, jc:+NC] into NR-wide micro-panels    (KC x NC block, L2/L3)
+ *       for ic in M step MC:
+ *         pack A[ic:+MC, pc:+KC] into MR-tall micro-panels  (MC x KC block, L2)
+ *         for jr in NC step NR:                             (B micro-panel, L1)
+ *           for ir in MC step MR:
+ *             micro-kernel: C[MR x NR] (+)= A panel * B panel (in registers)
+ *
+ * Packing makes both operands contiguous in exactly the order the kernel reads
+ * them and pads ragged edges with zeros, so the kernel has a single code path.
+ * Packing costs a full read + write of the operand, and for the skinny shapes
+ * of a small CNN (one operand used only once or twice) that copy is a large
+ * fraction of the run time, so two shortcuts read an operand in place:
+ *   - "direct B": B row-major and M <= MC  -> the kernel loads B rows directly;
+ *   - "direct A": A row-major and N <= NR  -> the kernel broadcasts from A rows.
+ *
+ * Micro-kernels (AVX-512, 32 zmm registers):
+ *   6 x 32 : 12 accumulators; per k: 2 B loads + 6 broadcasts for 12 FMAs.
+ *  16 x 16 : 16 accumulators; per k: 1 B load + 16 broadcasts for 16 FMAs.
+ *            Slower on big problems, but pads far less when N <= 16.
+ * (An early, pack-everything version also tried 14x32, 12x32, 8x32, 8x48,
+ *  6x64 and 4x64: none was better than 6x32 across these shapes; 8x32 tied on
+ *  the square ones.  Two 512-bit FMA pipes x ~4 cycles latency need only ~8
+ *  independent accumulators, and a small MR pads less for M = 16, 25, 32, 50.)
+ *
+ * Threading (OpenMP): C is cut into one rectangle per thread -- along N if the
+ * NR panels split evenly, else along M -- and each thread runs the sequential
+ * algorithm with its own pack buffers.  When neither splits well but K is long
+ * (e.g. 25 x 16 x 39200), K is split and the partial products are summed.
+ *
+ * Built into minidl.ops._kernels by setup.py (plain -O3 -fopenmp). No -march
+ * flag is needed: the AVX-512 functions carry a target attribute, and
+ * minidl_sgemm_supported() checks the CPU at run time; Python calls
+ * minidl_sgemm() only when it returns 1. With a compiler other than gcc/clang,
+ * or on another architecture, only that check is compiled (it returns 0).
+ */
+#include "gemm.h"
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+
+#include <immintrin.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <string.h>
+#include <omp.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+#define AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,fma")))
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* ---- cache blocking --------------------------------------------------------
+ * Tuned on Zen 5 (48 KiB L1d, 1 MiB L2 per core, 32 MiB L3 shared). On the lab
+ * network's shapes results were flat (within the +-5..10% noise) for KC in
+ * 128..512 and MC in 48..528; NC = 512..1024 beat 3072 by ~10% on 2048^3
+ * single-threaded (with 2 threads each thread only sees N/2 anyway). */
+enum {
+    BLK_KC = 256,    /* B micro-panel KC*NR*4 = 32 KiB  -> L1 */
+    BLK_MC = 264,    /* A block MC*KC*4      = 264 KiB -> L2 */
+    BLK_NC = 1024,   /* B block KC*NC*4      = 1 MiB   -> L2/L3 */
+};
+
+/* ---- helpers ------------------------------------------------------------- */
+
+/* Per-thread pack buffer, grown on demand and kept between calls (OpenMP
+   reuses its threads, so steady-state calls do not allocate or page-fault).
+   Large buffers are mmap'ed fresh, 2 MiB aligned, with MADV_HUGEPAGE: with
+   THP in "madvise" mode and 4 KiB pages, the 2048^3 single-thread run time
+   varied by ~25% depending on what glibc had handed out before (TLB misses). */
+static __thread float *tls_buf = NULL;
+static __thread size_t tls_cap = 0;            /* floats */
+#ifdef __linux__
+static __thread void *tls_map = NULL;
+static __thread size_t tls_map_len = 0;
+#endif
+
+static float *get_buffer(size_t nfloats)
+{
+    if (nfloats <= tls_cap) return tls_buf;
+    size_t bytes = (nfloats * sizeof(float) + 63) / 64 * 64;
+#ifdef __linux__
+    if (tls_map) munmap(tls_map, tls_map_len); else free(tls_buf);
+    tls_map = NULL;
+    const size_t HUGE = (size_t)1 << 21;
+    if (bytes >= HUGE) {
+        size_t len = (bytes + HUGE - 1) / HUGE * HUGE + HUGE;   /* room to align */
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            tls_map = p;
+            tls_map_len = len;
+            tls_buf = (float *)(((uintptr_t)p + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
+#ifdef MADV_HUGEPAGE
+            madvise(tls_buf, len - HUGE, MADV_HUGEPAGE);
+#endif
+            tls_cap = nfloats;
+            return tls_buf;
+        }
+    }
+#else
+    free(tls_buf);
+#endif
+    tls_buf = aligned_alloc(64, bytes);
+    tls_cap = tls_buf ? nfloats : 0;
+    return tls_buf;
+}
+
+/* Mask selecting the first n of 16 lanes (n may be <= 0 or >= 16). */
+static inline __mmask16 mask_n(int n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
+}
+
+/* In-register 16x16 transpose: afterwards r[j] lane i = old r[i] lane j. */
+AVX512 static ALWAYS_INLINE void transpose16(__m512 r[16])
+{
+    __m512 t[16];
+    /* 1. interleave pairs of rows (32-bit elements) */
+    for (int i = 0; i < 16; i += 2) {
+        t[i]     = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    /* 2. interleave 64-bit pairs: r[4g+c], 128-bit lane L = rows 4g..4g+3 of column 4L+c */
+    for (int i = 0; i < 16; i += 4) {
+        __m512d a = _mm512_castps_pd(t[i]),     b = _mm512_castps_pd(t[i + 2]);
+        __m512d c = _mm512_castps_pd(t[i + 1]), d = _mm512_castps_pd(t[i + 3]);
+        r[i]     = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    /* 3+4. gather the four 128-bit lanes of each column from the four row groups */
+    for (int i = 0; i < 4; i++) {
+        t[i]      = _mm512_shuffle_f32x4(r[i],     r[i + 4],  0x88);  /* lanes 0,2 | 0,2 */
+        t[i + 4]  = _mm512_shuffle_f32x4(r[i],     r[i + 4],  0xDD);  /* lanes 1,3 | 1,3 */
+        t[i + 8]  = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i]      = _mm512_shuffle_f32x4(t[i],     t[i + 8],  0x88);
+        r[i + 8]  = _mm512_shuffle_f32x4(t[i],     t[i + 8],  0xDD);
+        r[i + 4]  = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xDD);
+    }
+}
+
+/* ---- packing --------------------------------------------------------------
+ * A micro-panel of width W (= MR for A, NR for B) is stored "k-major": for each
+ * k, the W values the kernel needs at that step, contiguous:
+ *     dst[k*W + p] = src(p, k)   for p < np,      0 for np <= p < W.
+ * Source element (p, k) is src[p*sp + k*sk]  (p = row of A / column of B).
+ */
+AVX512 static void pack_panel(int W, int np, int kc, const float *src, long sp, long sk,
+                              float *dst)
+{
+    if (sp == 1) {
+        /* the W values for one k are contiguous in the source: masked copies */
+        for (int k = 0; k < kc; k++) {
+            const float *s = src + k * sk;
+            float *d = dst + (long)k * W;
+            for (int p = 0; p < W; p += 16)
+                _mm512_mask_storeu_ps(d + p, mask_n(W - p),
+                                      _mm512_maskz_loadu_ps(mask_n(np - p), s + p));
+        }
+    } else if (sk == 1) {
+        /* each source row is contiguous along k: transpose 16x16 tiles */
+        for (int p0 = 0; p0 < W; p0 += 16) {
+            int rows = np - p0;                         /* valid rows in this group */
+            int width = W - p0 < 16 ? W - p0 : 16;      /* panel lanes to write */
+            int k = 0;
+            for (; k + 16 <= kc; k += 16) {
+                __m512 r[16];
+                for (int i = 0; i < 16; i++)
+                    r[i] = i < rows ? _mm512_loadu_ps(src + (p0 + i) * sp + k)
+                                    : _mm512_setzero_ps();
+                transpose16(r);
+                for (int i = 0; i < 16; i++)
+                    _mm512_mask_storeu_ps(dst + (long)(k + i) * W + p0, mask_n(width), r[i]);
+            }
+            for (; k < kc; k++)                         /* k tail */
+                for (int i = 0; i < width; i++)
+                    dst[(long)k * W + p0 + i] = i < rows ? src[(p0 + i) * sp + k] : 0.0f;
+        }
+    } else {
+        /* general strides: scalar */
+        for (int k = 0; k < kc; k++)
+            for (int p = 0; p < W; p++)
+                dst[(long)k * W + p] = p < np ? src[p * sp + k * sk] : 0.0f;
+    }
+}
+
+/* Pack an mc x kc block of A as ceil(mc/MR) micro-panels of MR x kc. */
+AVX512 static void pack_A(int MR, int mc, int kc, const float *A, long rsa, long csa, float *Ap)
+{
+    for (int i = 0; i < mc; i += MR) {
+        int mr = mc - i < MR ? mc - i : MR;
+        pack_panel(MR, mr, kc, A + i * rsa, rsa, csa, Ap + (long)i * kc);
+    }
+}
+
+/* Pack a kc x nc block of B as ceil(nc/NR) micro-panels of kc x NR. */
+AVX512 static void pack_B(int NR, int kc, int nc, const float *B, long rsb, long csb, float *Bp)
+{
+    if (csb == 1) {
+        /* Row-major B.  Panel by panel would read 128-byte pieces of kc different
+           rows (bad for the prefetchers); a whole row at a time would write to
+           addresses kc*NR*4 bytes apart (cache-set conflicts).  Middle ground:
+           groups of PG panels, so rows are read in 1 KiB runs.  (~20% on 2048^3.) */
+        enum { PG = 8 };
+        long panel = (long)kc * NR;                     /* floats per micro-panel */
+        for (int g = 0; g < nc; g += PG * NR) {
+            int gend = nc - g < PG * NR ? nc : g + PG * NR;
+            for (int k = 0; k < kc; k++) {
+                const float *s = B + k * rsb;
+                float *d = Bp + (g / NR) * panel + (long)k * NR;
+                for (int j0 = g; j0 < gend; j0 += NR, d += panel)
+                    for (int j = 0; j < NR; j += 16)    /* lanes past nc: zero */
+                        _mm512_store_ps(d + j, _mm512_maskz_loadu_ps(mask_n(nc - j0 - j),
+                                                                     s + j0 + j));
+            }
+        }
+        return;
+    }
+    for (int j = 0; j < nc; j += NR) {
+        int nr = nc - j < NR ? nc - j : NR;
+        pack_panel(NR, nr, kc, B + j * csb, csb, rsb, Bp + (long)j * kc);
+    }
+}
+
+/* ---- micro-kernel -----------------------------------------------------------
+ * acc[MR x NR] = sum_k A(:,k) B(k,:), then C[0:mr, 0:nr] = alpha*acc + beta*C.
+ *   A(i,k) = Ap[i*lda + k*astep]   packed: lda = 1, astep = MR
+ *                                  in place (row-major A): lda = rsa, astep = 1
+ *   B(k,:) = Bp[k*ldb + 0..NR-1]   packed: ldb = NR; in place: ldb = rsb
+ * MR and NV = NR/16 are compile-time constants in every caller; with the loops
+ * fully unrolled, acc[][] lives in MR*NV zmm registers (checked in the asm).
+ * Rows i >= mr and columns >= nr are computed on padding and not stored.
+ */
+AVX512 static ALWAYS_INLINE void
+kernel_body(const int MR, const int NV, int kc,
+            const float *restrict Ap, long lda, long astep, const float *restrict Bp, long ldb,
+            float *C, long rsc, int mr, int nr, float alpha, float beta)
+{
+    __m512 acc[16][4];                  /* only [MR][NV] is used */
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+
+    /* C is written at the end: start fetching its lines now */
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++)
+        if (i < mr) {
+            _mm_prefetch((const char *)(C + i * rsc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(C + i * rsc + 16 * NV - 1), _MM_HINT_T0);
+        }
+
+#pragma GCC unroll 4
+    for (int k = 0; k < kc; k++) {
+        __m512 b[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) b[v] = _mm512_loadu_ps(Bp + 16 * v);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            __m512 a = _mm512_set1_ps(Ap[i * lda]);   /* becomes an embedded {1to16} */
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
+        }
+        Ap += astep;
+        Bp += ldb;
+    }
+
+    __mmask16 m[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) m[v] = mask_n(nr - 16 * v);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        if (i >= mr) break;
+        float *c = C + i * rsc;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            __m512 r = _mm512_mul_ps(va, acc[i][v]);
+            if (beta != 0.0f)
+                r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m[v], c + 16 * v), r);
+            _mm512_mask_storeu_ps(c + 16 * v, m[v], r);
+        }
+    }
+}
+
+/* Concrete kernels: (MR, NR) x (A packed | A read in place).  Specialising
+   the packed case on lda = 1, astep = MR gives constant broadcast offsets. */
+typedef void (*kernel_fn)(int kc, const float *Ap, long lda, const float *Bp, long ldb,
+                          float *C, long rsc, int mr, int nr, float alpha, float beta);
+
+#define DEFINE_KERNELS(MR, NR)                                                              \
+    AVX512 static void kernel_##MR##x##NR(int kc, const float *Ap, long lda,                \
+            const float *Bp, long ldb, float *C, long rsc, int mr, int nr, float alpha,     \
+            float beta)                                                                     \
+    {                                                                                       \
+        (void)lda;                                                                          \
+        kernel_body(MR, NR / 16, kc, Ap, 1, MR, Bp, ldb, C, rsc, mr, nr, alpha, beta);      \
+    }                                                                                       \
+    AVX512 static void kernel_##MR##x##NR##_direct_a(int kc, const float *Ap, long lda,     \
+            const float *Bp, long ldb, float *C, long rsc, int mr, int nr, float alpha,     \
+            float beta)                                                                     \
+    {                                                                                       \
+        kernel_body(MR, NR / 16, kc, Ap, lda, 1, Bp, ldb, C, rsc, mr, nr, alpha, beta);     \
+    }
+DEFINE_KERNELS(6, 32)
+DEFINE_KERNELS(16, 16)
+
+typedef struct {
+    int mr, nr;
+    kernel_fn packed_a, direct_a;
+    double speed;                       /* relative, measured on large problems */
+} kernel_t;
+
+static const kernel_t KERNELS[] = {
+    { 6, 32, kernel_6x32,  kernel_6x32_direct_a,  1.0  },
+    {16, 16, kernel_16x16, kernel_16x16_direct_a, 0.85 },
+};
+
+/* Pick the kernel maximising speed * (useful work / padded work). */
+static const kernel_t *choose_kernel(int M, int N)
+{
+    const kernel_t *best = &KERNELS[0];
+    double best_score = 0.0;
+    for (size_t i = 0; i < sizeof KERNELS / sizeof KERNELS[0]; i++) {
+        const kernel_t *k = &KERNELS[i];
+        double pm = (double)((M + k->mr - 1) / k->mr * k->mr);
+        double pn = (double)((N + k->nr - 1) / k->nr * k->nr);
+        double score = k->speed * M / pm * N / pn;
+        if (score > best_score) { best_score = score; best = k; }
+    }
+    return best;
+}
+
+/* ---- drivers ------------------------------------------------------------------ */
+
+/* C = beta*C  (used when K == 0 or alpha == 0; beta == 0 writes zeros, NaN-safe). */
+static void scale_C(int M, int N, float beta, float *C, long rsc)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++)
+            C[i * rsc + j] = beta == 0.0f ? 0.0f : beta * C[i * rsc + j];
+}
+
+/* Plain reference loop: CPUs without AVX-512, or if a buffer allocation fails. */
+static void sgemm_ref(int M, int N, int K, float alpha, const float *A, long rsa, long csa,
+                      const float *B, long rsb, long csb, float beta, float *C, long rsc)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) s += A[i * rsa + k * csa] * B[k * rsb + j * csb];
+            C[i * rsc + j] = alpha * s + (beta == 0.0f ? 0.0f : beta * C[i * rsc + j]);
+        }
+}
+
+/* Sequential blocked GEMM on one rectangle of C (runs on one thread). */
+AVX512 static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alpha,
+                             const float *A, long rsa, long csa,
+                             const float *B, long rsb, long csb,
+                             float beta, float *C, long rsc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) { scale_C(M, N, beta, C, rsc); return; }
+
+    const int MR = kr->mr, NR = kr->nr, KC = BLK_KC;
+    const int MC = BLK_MC >= MR ? BLK_MC / MR * MR : MR;
+    const int NC = BLK_NC >= NR ? BLK_NC / NR * NR : NR;
+    int kcmax = K < KC ? K : KC;
+    int ncmax = N < NC ? (N + NR - 1) / NR * NR : NC;
+    int mcmax = M < MC ? (M + MR - 1) / MR * MR : MC;
+    float *Bp = get_buffer((size_t)kcmax * (ncmax + mcmax));
+    if (!Bp) { sgemm_ref(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc); return; }
+    float *Ap = Bp + (size_t)kcmax * ncmax;
+
+    /* Direct B: each B element is used by the ceil(M/MR) kernel calls of one jr
+       step and never again, so stream it from its original location (the loads
+       overlap with the FMAs instead of a separate memory-bound copy).
+       Direct A: with a single NR panel each A panel is used by one call only. */
+    const int direct_b = csb == 1 && M <= MC;
+    const int direct_a = csa == 1 && N <= NR;
+
+    for (int jc = 0; jc < N; jc += NC) {
+        int nc = N - jc < NC ? N - jc : NC;
+        for (int pc = 0; pc < K; pc += KC) {
+            int kc = K - pc < KC ? K - pc : KC;
+            float beta_k = pc == 0 ? beta : 1.0f;      /* later K blocks accumulate */
+            const float *Bblk = B + pc * rsb + jc * csb;
+            if (!direct_b)
+                pack_B(NR, kc, nc, Bblk, rsb, csb, Bp);
+            for (int ic = 0; ic < M; ic += MC) {
+                int mc = M - ic < MC ? M - ic : MC;
+                const float *Ablk = A + ic * rsa + pc * csa;
+                if (!direct_a)
+                    pack_A(MR, mc, kc, Ablk, rsa, csa, Ap);
+                for (int jr = 0; jr < nc; jr += NR) {
+                    int nr = nc - jr < NR ? nc - jr : NR;
+                    const float *b = Bp + (long)jr * kc;
+                    long ldb = NR;
+                    if (direct_b && nr == NR) {
+                        b = Bblk + jr;
+                        ldb = rsb;
+                    } else if (direct_b) {              /* ragged last panel: pack it */
+                        pack_B(NR, kc, nr, Bblk + jr, rsb, csb, Bp);
+                        b = Bp;
+                    }
+                    for (int ir = 0; ir < mc; ir += MR) {
+                        int mr = mc - ir < MR ? mc - ir : MR;
+                        const float *a = Ap + (long)ir * kc;
+                        kernel_fn fn = kr->packed_a;
+                        if (direct_a && mr == MR) {
+                            a = Ablk + ir * rsa;
+                            fn = kr->direct_a;
+                        } else if (direct_a) {          /* ragged last panel: pack it */
+                            pack_A(MR, mr, kc, Ablk + ir * rsa, rsa, csa, Ap);
+                            a = Ap;
+                        }
+                        fn(kc, a, rsa, b, ldb, C + (ic + ir) * rsc + jc + jr, rsc,
+                           mr, nr, alpha, beta_k);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Cut [0, n) into `parts` chunks made of whole `unit`s; chunk t is [*lo, *hi). */
+static void split_range(int n, int unit, int parts, int t, int *lo, int *hi)
+{
+    long blocks = (n + unit - 1) / unit;
+    long b0 = blocks * t / parts, b1 = blocks * (t + 1) / parts;
+    *lo = b0 * unit < n ? (int)(b0 * unit) : n;
+    *hi = b1 * unit < n ? (int)(b1 * unit) : n;
+}
+
+/* Parallel efficiency of dealing ceil(n/unit) blocks to T threads. */
+static double split_eff(int n, int unit, int T)
+{
+    int blocks = (n + unit - 1) / unit;
+    int per = (blocks + T - 1) / T;
+    return (double)n / ((double)T * per * unit);
+}
+
+int minidl_sgemm_supported(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("fma");
+}
+
+void minidl_sgemm(int M, int N, int K, float alpha,
+                  const float *A, long rsa, long csa,
+                  const float *B, long rsb, long csb,
+                  float beta, float *C, long rsc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (!minidl_sgemm_supported()) {
+        sgemm_ref(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
+        return;
+    }
+    const kernel_t *kr = choose_kernel(M, N);
+    int T = omp_get_max_threads();
+    if (2.0 * M * N * (double)K < 2e6) T = 1;    /* too small to be worth waking threads */
+    if (T <= 1 || K <= 0 || alpha == 0.0f) {
+        sgemm_seq(kr, M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
+        return;
+    }
+
+    /* Which dimension to split between threads? */
+    double effN = split_eff(N, kr->nr, T), effM = split_eff(M, kr->mr, T);
+    enum { SPLIT_N, SPLIT_M, SPLIT_K } mode = effN >= effM ? SPLIT_N : SPLIT_M;
+    float *part = NULL;
+    if ((effN > effM ? effN : effM) < 0.85 && K >= 4 * BLK_KC) {
+        part = aligned_alloc(64, ((size_t)(T - 1) * M * N * sizeof(float) + 63) / 64 * 64);
+        if (part) mode = SPLIT_K;
+    }
+
+    if (mode != SPLIT_K) {
+#pragma omp parallel num_threads(T)
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads(), lo, hi;
+            if (mode == SPLIT_N) {
+                split_range(N, kr->nr, nt, t, &lo, &hi);
+                sgemm_seq(kr, M, hi - lo, K, alpha, A, rsa, csa, B + lo * csb, rsb, csb,
+                          beta, C + lo, rsc);
+            } else {
+                split_range(M, kr->mr, nt, t, &lo, &hi);
+                sgemm_seq(kr, hi - lo, N, K, alpha, A + lo * rsa, rsa, csa, B, rsb, csb,
+                          beta, C + lo * rsc, rsc);
+            }
+        }
+        return;
+    }
+
+    /* SPLIT_K: thread 0 accumulates its K range straight into C (with beta);
+       thread t > 0 writes alpha * (its partial product) to part[t-1]; after a
+       barrier all threads add the partials into C, split by rows. */
+#pragma omp parallel num_threads(T)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads(), lo, hi;
+        float *mine = t == 0 ? C : part + (size_t)(t - 1) * M * N;
+        split_range(K, BLK_KC, nt, t, &lo, &hi);
+        if (t > 0 && hi <= lo)
+            memset(mine, 0, (size_t)M * N * sizeof(float));
+        else
+            sgemm_seq(kr, M, N, hi - lo, alpha, A + lo * csa, rsa, csa, B + lo * rsb, rsb, csb,
+                      t == 0 ? beta : 0.0f, mine, t == 0 ? rsc : N);
+#pragma omp barrier
+        int r0, r1;
+        split_range(M, 1, nt, t, &r0, &r1);
+        for (int p = 0; p < nt - 1; p++)
+            for (int i = r0; i < r1; i++)
+                for (int j = 0; j < N; j++)
+                    C[i * rsc + j] += part[(size_t)p * M * N + (size_t)i * N + j];
+    }
+    free(part);
+}
+
+#else  /* not gcc/clang on x86-64: no fast path; Python uses np.matmul */
+
+int minidl_sgemm_supported(void) { return 0; }
+
+void minidl_sgemm(int M, int N, int K, float alpha, const float *A, long rsa, long csa,
+                  const float *B, long rsb, long csb, float beta, float *C, long rsc)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) s += A[i * rsa + k * csa] * B[k * rsb + j * csb];
+            C[i * rsc + j] = alpha * s + (beta == 0.0f ? 0.0f : beta * C[i * rsc + j]);
+        }
+}
+
+#endif
