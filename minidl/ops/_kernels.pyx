@@ -135,50 +135,55 @@ def maxpool_forward_into(const real[:, :, ::1] x, real[:, :, ::1] out,
     cdef bint two_by_two = (kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0)
     for p in prange(planes, nogil=True, schedule='static'):
         if two_by_two:
-            _maxpool_plane_2x2(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], width, oh, ow)
+            _maxpool_plane_2x2(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0], height, width, oh, ow)
         else:
             _maxpool_plane(&x[p, 0, 0], &out[p, 0, 0], &argmax[p, 0, 0],
                            height, width, oh, ow, kh, kw, sh, sw, ph, pw)
 
 
 cdef inline void _maxpool_plane_2x2(const real* plane, real* out, long long* argmax,
-                                    int width, int oh, int ow) noexcept nogil:
+                                    int height, int width, int oh, int ow,
+                                    ) noexcept nogil:
     """The common 2x2 window with stride 2 and no padding: _maxpool_plane unrolled.
 
-    The window's four pixels a b / c d are compared in row-major order, so ties
-    and NaN resolve exactly as in the general loop (same results, bit for bit).
+    The pixels a b / c d of a window are compared in row-major order with
+    arithmetic selects (no branches, so the compiler can vectorise the loop);
+    ties keep the first maximum. A NaN anywhere in the plane sends the whole
+    plane through the general loop, which lets the first NaN of a window win:
+    the results are those of _maxpool_plane, bit for bit.
     """
-    cdef int y, z, i0, best_idx
+    cdef int y, z, i0, idx, take
     cdef real best, v
-    cdef bint take, has_nan
-    cdef const real* row
+    cdef bint has_nan = False
+    cdef const real* r0
+    cdef const real* r1
     for y in range(oh):
-        row = plane + 2 * y * width
+        r0 = plane + 2 * y * width
+        r1 = r0 + width
         for z in range(ow):
             i0 = 2 * y * width + 2 * z
-            best = row[2 * z]
-            best_idx = i0
-            has_nan = best != best
-            v = row[2 * z + 1]
+            best = r0[2 * z]
+            idx = i0
+            has_nan = has_nan | (best != best)
+            v = r0[2 * z + 1]
             take = v > best
-            best = v if take else best
-            best_idx = i0 + 1 if take else best_idx
+            best = max(v, best)
+            idx = idx + take * (i0 + 1 - idx)
             has_nan = has_nan | (v != v)
-            v = row[width + 2 * z]
+            v = r1[2 * z]
             take = v > best
-            best = v if take else best
-            best_idx = i0 + width if take else best_idx
+            best = max(v, best)
+            idx = idx + take * (i0 + width - idx)
             has_nan = has_nan | (v != v)
-            v = row[width + 2 * z + 1]
+            v = r1[2 * z + 1]
             take = v > best
-            best = v if take else best
-            best_idx = i0 + width + 1 if take else best_idx
+            best = max(v, best)
+            idx = idx + take * (i0 + width + 1 - idx)
             has_nan = has_nan | (v != v)
-            if has_nan:
-                best_idx = _first_nan(plane, width, 2 * y, 2 * y + 2, 2 * z, 2 * z + 2)
-                best = plane[best_idx]
             out[y * ow + z] = best
-            argmax[y * ow + z] = best_idx
+            argmax[y * ow + z] = idx
+    if has_nan:
+        _maxpool_plane(plane, out, argmax, height, width, oh, ow, 2, 2, 2, 2, 0, 0)
 
 
 cdef inline void _maxpool_plane(const real* plane, real* out, long long* argmax,
