@@ -32,7 +32,8 @@ import numpy as np  # noqa: E402
 from . import reference  # noqa: E402
 from .reference import output_size  # noqa: E402
 
-__all__ = ["BACKEND", "FAST_MATMUL", "axpy", "im2col", "matmul", "col2im", "maxpool_forward", "maxpool_backward",
+__all__ = ["BACKEND", "FAST_MATMUL", "axpy", "conv_backward", "conv_forward", "fused_conv",
+           "im2col", "matmul", "col2im", "maxpool_forward", "maxpool_backward",
            "output_size", "use_backend"]
 
 _compiled = None
@@ -116,6 +117,63 @@ def matmul(a, b, out=None):
     if m and n:
         _compiled.sgemm_into(a, b, out)
     return out
+
+
+# ------------------------------------------------- convolution, image by image
+def fused_conv(dtype):
+    """True if ``conv_forward``/``conv_backward`` run compiled for this dtype (float32, AVX-512)."""
+    return FAST_MATMUL and np.dtype(dtype) == np.float32
+
+
+def _conv_geometry(x_shape, w_shape, stride, padding, dilation):
+    (f, c, kh, kw), (sh, sw), (ph, pw), (dh, dw) = w_shape, stride, padding, dilation
+    oh = output_size(x_shape[2], kh, sh, ph, dh)
+    ow = output_size(x_shape[3], kw, sw, pw, dw)
+    return (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), f, c * kh * kw, oh * ow
+
+
+def conv_forward(x, weights, bias, stride, padding, dilation):
+    """x (N, C, H, W), weights (F, C, KH, KW), bias (F,) or None -> y (N, F, OH, OW).
+
+    The same numbers as ``weights.reshape(F, K) @ im2col(x) + bias`` (the
+    reference), computed one image at a time so that the image's column block
+    stays in cache and the product lands in NCHW order with no copy. float32 with
+    the compiled kernels only (``fused_conv``); the caller checked the shapes.
+    """
+    geometry, f, k, p = _conv_geometry(x.shape, weights.shape, stride, padding, dilation)
+    if not fused_conv(x.dtype):
+        return reference.conv_forward(x, weights, bias, stride, padding, dilation)
+    x = np.ascontiguousarray(x)
+    y = np.empty((x.shape[0], f, geometry[-2], geometry[-1]), dtype=np.float32)
+    bias = np.zeros(f, np.float32) if bias is None else bias
+    work = np.empty((_compiled.max_threads(), k, p), dtype=np.float32)
+    _compiled.conv_forward_f32(x, weights.reshape(f, k), bias, y.reshape(x.shape[0], f, p), work,
+                               *geometry)
+    return y
+
+
+def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_grad=True):
+    """The gradients of ``conv_forward``: (dL/dx or None, dL/dweights, dL/dbias).
+
+    Per image n, with X = im2col(x[n]) and G = dL/dy[n] as (F, OH*OW):
+    dL/dW += G @ X^T,  dL/db += G summed over positions,  dL/dx[n] = col2im(W^T @ G).
+    """
+    geometry, f, k, p = _conv_geometry(x.shape, weights.shape, stride, padding, dilation)
+    if not fused_conv(x.dtype):
+        return reference.conv_backward(x, weights, grad_out, stride, padding, dilation,
+                                       need_input_grad)
+    x = np.ascontiguousarray(x)
+    grad_out = np.ascontiguousarray(grad_out, dtype=np.float32)
+    threads = _compiled.max_threads()
+    work = np.empty((threads, k, p), dtype=np.float32)
+    work2 = np.empty((threads, k, p), dtype=np.float32) if need_input_grad else work
+    grad_x = np.zeros(x.shape, dtype=np.float32) if need_input_grad else x[:1, :1, :1, :1].copy()
+    grad_wt = np.zeros((threads, k, f), dtype=np.float32)    # transposed, one per thread
+    grad_b = np.zeros((threads, f), dtype=np.float32)
+    _compiled.conv_backward_f32(x, weights.reshape(f, k), grad_out.reshape(x.shape[0], f, p),
+                                grad_x, grad_wt, grad_b, work, work2, need_input_grad, *geometry)
+    grad_w = grad_wt.sum(axis=0).T.reshape(weights.shape)
+    return (grad_x if need_input_grad else None), grad_w, grad_b.sum(axis=0)
 
 
 # ---------------------------------------------------------------- convolution

@@ -471,6 +471,16 @@ int minidl_sgemm_supported(void)
         && __builtin_cpu_supports("fma");
 }
 
+/* One thread, no CPU check: for callers that already split work over threads
+   (the fused convolution, one image per call) and checked the CPU once. */
+void minidl_sgemm_serial(int M, int N, int K, float alpha,
+                         const float *A, long rsa, long csa,
+                         const float *B, long rsb, long csb,
+                         float beta, float *C, long rsc)
+{
+    sgemm_seq(choose_kernel(M, N), M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
+}
+
 void minidl_sgemm(int M, int N, int K, float alpha,
                   const float *A, long rsa, long csa,
                   const float *B, long rsb, long csb,
@@ -542,6 +552,12 @@ void minidl_sgemm(int M, int N, int K, float alpha,
 #else  /* not gcc/clang on x86-64: no fast path; Python uses np.matmul */
 
 int minidl_sgemm_supported(void) { return 0; }
+
+void minidl_sgemm_serial(int M, int N, int K, float alpha, const float *A, long rsa, long csa,
+                         const float *B, long rsb, long csb, float beta, float *C, long rsc)
+{
+    minidl_sgemm(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
+}
 
 void minidl_sgemm(int M, int N, int K, float alpha, const float *A, long rsa, long csa,
                   const float *B, long rsb, long csb, float beta, float *C, long rsc)

@@ -16,4 +16,10 @@ void minidl_sgemm(int M, int N, int K, float alpha,
                   const float *B, long rsb, long csb,
                   float beta, float *C, long rsc);
 
+/* The same product on the calling thread only (the caller checked the CPU). */
+void minidl_sgemm_serial(int M, int N, int K, float alpha,
+                         const float *A, long rsa, long csa,
+                         const float *B, long rsb, long csb,
+                         float beta, float *C, long rsc);
+
 #endif

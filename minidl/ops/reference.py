@@ -108,6 +108,36 @@ def maxpool_backward(grad_out, argmax, x_shape):
     return grad_x.reshape(x_shape)
 
 
+def conv_forward(x, weights, bias, stride, padding, dilation):
+    """Convolution as one matrix product: y = W (F, K) @ im2col(x) (K, N*OH*OW) + b.
+
+    x (N, C, H, W), weights (F, C, KH, KW), bias (F,) or None -> y (N, F, OH, OW).
+    """
+    (f, _, kh, kw), (sh, sw), (ph, pw), (dh, dw) = weights.shape, stride, padding, dilation
+    n, _, h, w = x.shape
+    oh, ow = output_size(h, kh, sh, ph, dh), output_size(w, kw, sw, pw, dw)
+    y2d = weights.reshape(f, -1) @ im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    if bias is not None:
+        y2d += bias[:, None]
+    return np.ascontiguousarray(y2d.reshape(f, n, oh, ow).transpose(1, 0, 2, 3))
+
+
+def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_grad=True):
+    """(dL/dx or None, dL/dW, dL/db) of conv_forward, for dL/dy = grad_out (N, F, OH, OW).
+
+    With X = im2col(x) and G = dL/dy as (F, N*OH*OW):
+    dL/dW = G @ X^T,  dL/db = G summed over columns,  dL/dx = col2im(W^T @ G).
+    """
+    (f, _, kh, kw), (sh, sw), (ph, pw), (dh, dw) = weights.shape, stride, padding, dilation
+    g = grad_out.transpose(1, 0, 2, 3).reshape(f, -1)
+    cols = im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    grad_w = (g @ cols.T).reshape(weights.shape)
+    grad_x = None
+    if need_input_grad:
+        grad_x = col2im(weights.reshape(f, -1).T @ g, x.shape, kh, kw, sh, sw, ph, pw, dh, dw)
+    return grad_x, grad_w, g.sum(axis=1)
+
+
 def matmul(a, b, out=None):
     """a (M, K) @ b (K, N): numpy's own product (OpenBLAS) is the oracle of gemm.c."""
     return np.matmul(a, b, out=out)
