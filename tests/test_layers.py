@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import naive
-from minidl import layers
+from minidl import layers, ops
 from minidl.layers import FC, Conv, Flatten, L2Regularizer, MaxPool, RegularizedLoss, ReLU, SoftmaxCrossEntropy
 from minidl.models import lab_net
 from minidl.net import Sequential
@@ -582,3 +582,16 @@ def test_pinned_positional_signatures():
     assert names(SGD)[:4] == ["lr", "momentum", "nesterov", "weight_decay"]
     conv = Conv(1, 4, 3, 1, 1, False, "c", np.float64, 0)
     assert conv.bias is None and conv.name == "c" and conv.weights.dtype == np.float64
+
+
+def test_conv_caches_the_input_on_the_fused_path_and_the_columns_otherwise(rng):
+    """float32 with the compiled GEMM: x (small) is kept; otherwise im2col's columns."""
+    for dtype in DTYPES:
+        conv = Conv(2, 3, 3, padding=1, dtype=dtype, rng=0)
+        x = rng.standard_normal((4, 2, 6, 6)).astype(dtype)
+        conv.forward(x)
+        if ops.fused_conv(dtype):
+            assert conv.x is x and conv.x_cols is None
+        else:
+            assert conv.x is None and conv.x_cols.shape == (2 * 9, 4 * 36)
+        assert conv.x_shape == x.shape

@@ -419,3 +419,51 @@ def test_fast_matmul_reads_reversed_views_in_place(rng):
     b = rng.standard_normal((30, 50)).astype(np.float32)[::-1]
     exact = a.astype(np.float64) @ b.astype(np.float64)
     assert np.all(np.abs(ops.matmul(a, b) - exact) <= _matmul_tolerance(a, b))
+
+
+# ------------------------------------------- convolution, image by image
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", CONV_CASES, ids=CONV_IDS)
+def test_conv_forward_and_backward_match_naive_loops(rng, shape, kernel, stride, padding, dilation):
+    """ops.conv_* (the fused kernels for float32 when active) and the reference (float64)."""
+    f = 3
+    for dtype, with_bias in [(np.float32, True), (np.float32, False), (np.float64, True)]:
+        x = rng.standard_normal(shape).astype(dtype)
+        w = rng.standard_normal((f, shape[1], *kernel)).astype(dtype)
+        b = rng.standard_normal(f).astype(dtype) if with_bias else None
+        y = ops.conv_forward(x, w, b, stride, padding, dilation)
+        assert y.dtype == dtype and y.flags.c_contiguous
+        tol = 2e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(y, naive.conv_forward(x, w, b, stride, padding, dilation), rtol=tol, atol=tol)
+        g = rng.standard_normal(y.shape).astype(dtype)
+        expected = naive.conv_backward(x, w, g, stride, padding, dilation)
+        grads = ops.conv_backward(x, w, g, stride, padding, dilation)
+        for got, want in zip(grads, expected):
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        grad_x, grad_w, grad_b = ops.conv_backward(x, w, g, stride, padding, dilation, need_input_grad=False)
+        assert grad_x is None
+        np.testing.assert_allclose(grad_w, expected[1], rtol=tol, atol=tol)
+        np.testing.assert_allclose(grad_b, expected[2], rtol=tol, atol=tol)
+
+
+@requires_fast_matmul
+def test_fused_conv_runs_for_float32_only():
+    assert ops.fused_conv(np.float32) and not ops.fused_conv(np.float64)
+
+
+@requires_fast_matmul
+@pytest.mark.parametrize("shape,weights", [((50, 1, 28, 28), (16, 1, 5, 5)), ((50, 16, 14, 14), (32, 16, 5, 5))],
+                         ids=["conv1", "conv2"])
+def test_fused_conv_agrees_with_the_im2col_reference_on_the_lab_shapes(rng, shape, weights):
+    x = rng.random(shape, dtype=np.float32)
+    w = (rng.standard_normal(weights) * 0.1).astype(np.float32)
+    b = rng.standard_normal(weights[0]).astype(np.float32)
+    args = ((1, 1), (2, 2), (1, 1))
+    x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
+    y = ops.conv_forward(x, w, b, *args)
+    y64 = reference.conv_forward(x64, w64, b64, *args)
+    assert np.abs(y - y64).max() <= 1e-5 * np.abs(y64).max()
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    for got, want in zip(ops.conv_backward(x, w, g, *args),
+                         reference.conv_backward(x64, w64, g.astype(np.float64), *args)):
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
