@@ -452,20 +452,25 @@ class MinidlBench:
             c = np.empty((n, n), np.float32)
             t, reps = time_call(lambda: np.matmul(a, b, out=c), min_seconds=seconds, min_reps=5)
             square[str(n)] = {"seconds": t, "reps": reps, "gflops": 2 * n ** 3 / t / 1e9}
+            if self.ops.FAST_MATMUL:  # minidl's own product (gemm.c), what its layers run
+                t, reps = time_call(lambda: self.ops.matmul(a, b, out=c), min_seconds=seconds, min_reps=5)
+                square[str(n)]["minidl_gflops"] = 2 * n ** 3 / t / 1e9
         shapes = {}
         for batch in batches:
             rows = []
             for label, flops, build in lab_gemms(batch):
                 a, b, out = build(np, rng)
-                if out is None:
-                    fn = lambda a=a, b=b: a @ b  # noqa: E731
-                else:
-                    fn = lambda a=a, b=b, out=out: np.matmul(a, b, out=out)  # noqa: E731
+                mm = self.ops.matmul
+                fn = lambda a=a, b=b, out=out: np.matmul(a, b, out=out)  # noqa: E731
+                fn_minidl = lambda a=a, b=b, out=out: mm(a, b, out=out)  # noqa: E731
                 t, reps = time_call(fn, min_seconds=seconds / 4, min_reps=10)
-                rows.append({"gemm": label, "flops": flops, "seconds": t, "gflops": flops / t / 1e9})
+                t_minidl, _ = time_call(fn_minidl, min_seconds=seconds / 4, min_reps=10)
+                rows.append({"gemm": label, "flops": flops, "numpy_seconds": t, "numpy_gflops": flops / t / 1e9,
+                             "seconds": t_minidl, "gflops": flops / t_minidl / 1e9})
             total_t = sum(r["seconds"] for r in rows)
+            total_np = sum(r["numpy_seconds"] for r in rows)
             total_f = sum(r["flops"] for r in rows)
-            shapes[str(batch)] = {"rows": rows, "seconds": total_t, "flops": total_f,
+            shapes[str(batch)] = {"rows": rows, "seconds": total_t, "numpy_seconds": total_np, "flops": total_f,
                                   "gflops": total_f / total_t / 1e9, "images_per_s_bound": batch / total_t}
         return {"square": square, "lab_shapes": shapes}
 

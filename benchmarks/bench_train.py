@@ -10,9 +10,10 @@ minidl (float32) and for the same network in PyTorch (float32, same threads).
 Each framework runs in its own worker process; after a warm-up (>= 60 steps and
 >= 1.5 s: the first ~50 steps run up to 2x slower) the two take turns, round by
 round (minidl, torch, minidl, ...), so drift of the machine hits both; the
-medians of the rounds are compared. Then the GEMM ceiling: numpy float32 matmul
-GFLOP/s on large square matrices and on the network's own products, and the
-fraction of it a minidl training step reaches.
+medians of the rounds are compared. Then the GEMM ceiling: float32 GFLOP/s of
+numpy's matmul (OpenBLAS) and of minidl's own product (``ops.matmul``, gemm.c)
+on large square matrices and on the network's own products, and the fraction
+of the higher ceiling a training step reaches.
 """
 import argparse
 
@@ -143,10 +144,13 @@ def main(argv=None):
         # ------------------------------------------------------ GEMM ceiling
         size = 2048
         square = {fw: [] for fw in frameworks}
+        own = []   # minidl's ops.matmul on the square, when its AVX-512 kernels run
         for i in range(args.gemm_rounds):
             for fw in frameworks:
                 g = workers[fw].call(cmd="gemm", sizes=[size], batches=[], seconds=args.gemm_seconds)
                 square[fw].append(g["square"][str(size)]["gflops"])
+                if "minidl_gflops" in g["square"][str(size)]:
+                    own.append(g["square"][str(size)]["minidl_gflops"])
                 H.settle()
         shapes = workers["minidl"].call(cmd="gemm", sizes=[], batches=args.gemm_batches,
                                         seconds=args.gemm_seconds)["lab_shapes"]
@@ -155,45 +159,58 @@ def main(argv=None):
             w.close()
     disturbance = monitor.stop()
 
-    ceiling = H.median(square["minidl"])
-    result["gemm"] = {"square_size": size, "numpy_gflops_rounds": square["minidl"], "numpy_gflops": ceiling,
-                      "lab_shapes": shapes}
-    out(f"GEMM ceiling (float32): numpy matmul {size}x{size}x{size}: {ceiling:,.0f} GFLOP/s "
+    numpy_ceiling = H.median(square["minidl"])
+    ceiling = max(numpy_ceiling, H.median(own)) if own else numpy_ceiling
+    result["gemm"] = {"square_size": size, "numpy_gflops_rounds": square["minidl"], "numpy_gflops": numpy_ceiling,
+                      "minidl_gflops_rounds": own, "ceiling_gflops": ceiling, "lab_shapes": shapes}
+    out(f"GEMM ceiling (float32): numpy matmul {size}x{size}x{size}: {numpy_ceiling:,.0f} GFLOP/s "
         f"(median of {len(square['minidl'])} rounds, best {max(square['minidl']):,.0f})"
         f" [OpenBLAS core {mi['blas_core']}, {mi['blas_threads']} threads]")
+    if own:
+        out(f"                        minidl ops.matmul {size}^3: {H.median(own):,.0f} GFLOP/s "
+            f"(gemm.c, AVX-512, {mi['omp_threads']} OpenMP threads; what minidl's layers run)")
     if "torch" in square:
         tc = H.median(square["torch"])
         result["gemm"]["torch_mm_gflops_rounds"] = square["torch"]
         result["gemm"]["torch_mm_gflops"] = tc
         out(f"                        torch.mm {size}x{size}x{size}:     {tc:,.0f} GFLOP/s (MKL, for reference)")
     for batch, s in shapes.items():
-        out(f"  the network's own products at batch {batch}, with minidl's operand layouts:")
+        out(f"  the network's products at batch {batch} as whole-batch matrices, minidl's operand layouts "
+            f"(ms, GFLOP/s):")
+        out(f"    {'':<40}{'np.matmul':>19}{'ops.matmul':>19}")
         for r in s["rows"]:
-            out(f"    {r['gemm']:<40}{r['seconds'] * 1e3:>8.3f} ms{r['gflops']:>8.0f} GFLOP/s")
-        out(f"    {'all ' + str(len(s['rows'])) + ' products of a training step':<40}{s['seconds'] * 1e3:>8.3f} ms"
-            f"{s['gflops']:>8.0f} GFLOP/s -> alone they allow {s['images_per_s_bound']:,.0f} img/s")
+            out(f"    {r['gemm']:<40}{r['numpy_seconds'] * 1e3:>8.3f} {r['numpy_gflops']:>8.0f}"
+                f"  {r['seconds'] * 1e3:>8.3f} {r['gflops']:>8.0f}")
+        out(f"    {'all ' + str(len(s['rows'])) + ' products of a training step':<40}"
+            f"{s['numpy_seconds'] * 1e3:>8.3f} {s['flops'] / s['numpy_seconds'] / 1e9:>8.0f}"
+            f"  {s['seconds'] * 1e3:>8.3f} {s['gflops']:>8.0f} -> alone they allow "
+            f"{s['images_per_s_bound']:,.0f} img/s")
+    out("  (for float32 the Conv layers run these products one image at a time, with the image's\n"
+        "   columns in cache: ops.conv_forward/conv_backward; the FC layers run them as shown)")
     flops = H.lab_net_flops()
     result["flops_per_image"] = {"forward": flops["forward_total"], "train_step": flops["train_total"],
                                  "detail": flops}
     out(f"FLOPs per image (counted by hand, _harness.lab_net_flops): forward {flops['forward_total'] / 1e6:.2f} "
         f"MFLOP, training step {flops['train_total'] / 1e6:.2f} MFLOP "
         f"(3 x forward - conv1's input gradient)")
-    out("achieved (median img/s x FLOPs per image), as a fraction of the numpy 2048 ceiling:")
+    out(f"achieved (median img/s x FLOPs per image), as a fraction of the {size} ceiling "
+        f"({ceiling:,.0f} GFLOP/s, the faster of the two products):")
     achieved = {}
     for key, entry in rates.items():
         per_image = flops["train_total"] if key.startswith("train") else flops["forward_total"]
         for fw in frameworks:
             gf = entry[fw]["median"] * per_image / 1e9
             frac = gf / ceiling
-            achieved[f"{fw} {key}"] = {"gflops": gf, "fraction_of_numpy_ceiling": frac}
+            achieved[f"{fw} {key}"] = {"gflops": gf, "fraction_of_ceiling": frac,
+                                       "fraction_of_numpy_ceiling": gf / numpy_ceiling}
             extra = ""
             batch = key.split()[-1]
             if fw == "minidl" and key.startswith("train") and batch in shapes:
                 step_s = int(batch) / entry[fw]["median"]
                 share = shapes[batch]["seconds"] / step_s
                 achieved[f"{fw} {key}"]["gemm_share_of_step"] = share
-                extra = (f"; its GEMMs take {shapes[batch]['seconds'] * 1e3:.1f} of {step_s * 1e3:.1f} ms "
-                         f"per step ({100 * share:.0f}%)")
+                extra = (f"; whole-batch GEMMs would take {shapes[batch]['seconds'] * 1e3:.1f} of "
+                         f"{step_s * 1e3:.1f} ms per step ({100 * share:.0f}%)")
             if fw == "torch" and "torch" in square:
                 extra = f" ({100 * gf / H.median(square['torch']):.0f}% of torch.mm's own ceiling)"
             out(f"  {fw:<7}{key:<18}{gf:>7.1f} GFLOP/s = {100 * frac:>5.1f}% of the ceiling{extra}")
