@@ -16,8 +16,9 @@ runs it, and the SGD step. The first layer's input gradient is never needed
 (``Sequential.backward`` skips it) and is not measured. A third kind (C), also
 interleaved, times ``Trainer.train_step`` whole, to check that the parts add up.
 
-A second table times the kernels under the layers (``minidl.ops``: im2col,
-col2im, max pooling) and the layout copies, at the shapes of this network.
+A second table times the kernels under the layers (``minidl.ops``: the fused
+image-by-image convolution, or im2col/col2im with the products and layout
+copies; max pooling; the FC products), at the shapes of this network.
 
 With the NumPy reference backend (the default also runs it, in a subprocess with
 MINIDL_BACKEND=numpy, since the backend is chosen when minidl is imported) a
@@ -145,7 +146,9 @@ def measure_kernels(batch, reps):
     names the minidl.ops call (function, shape) so ``measure_kernels_in_step`` can
     put the same kernel's time inside a real training step beside it. The pieces
     are those of conv.py / linear.py / pool.py / activations.py, re-enacted with
-    the same calls and layouts (GEMMs: ``_harness.lab_gemms``).
+    the same calls and layouts (GEMMs: ``_harness.lab_gemms``). For float32 with
+    the AVX-512 GEMM, Conv is one fused call each way (``ops.conv_forward`` /
+    ``ops.conv_backward``); otherwise its im2col, product, bias and copy pieces.
     """
     if H.REPO not in sys.path:
         sys.path.insert(0, H.REPO)
@@ -164,22 +167,31 @@ def measure_kernels(batch, reps):
     def add_gemm(layer, phase, which):
         label, build = gemms[f"{layer} {which}"]
         a, b, o = build(np, rng)
-        fn = (lambda a=a, b=b: a @ b) if o is None else (lambda a=a, b=b, o=o: np.matmul(a, b, out=o))
+        fn = lambda a=a, b=b, o=o: ops.matmul(a, b, out=o)  # noqa: E731 - what the layers call
         add(layer, phase, "GEMM " + label.split(None, 2)[2].strip(), fn)
 
-    for conv, pool, relu, c, f, side in (("conv1", "pool1", "relu1", 1, 16, 28),
-                                         ("conv2", "pool2", "relu2", 16, 32, 14)):
-        x = rng.random((n, c, side, side), dtype=np.float32)
+    def fused_conv_pieces(conv, c, f, side, x):
+        w = rng.standard_normal((f, c, 5, 5), dtype=np.float32)
+        bias = rng.random(f, dtype=np.float32)
+        geometry = ((1, 1), (2, 2), (1, 1))
+        add(conv, "forward", f"ops.conv_forward (N,{c},{side},{side}) -> (N,{f},{side},{side})",
+            lambda: ops.conv_forward(x, w, bias, *geometry), key=("conv_forward", x.shape))
+        g = rng.random((n, f, side, side), dtype=np.float32)
+        need = conv != "conv1"   # the first layer's input gradient is never computed
+        add(conv, "backward", "ops.conv_backward" + (" with dL/dx" if need else " without dL/dx"),
+            lambda: ops.conv_backward(x, w, g, *geometry, need), key=("conv_backward", x.shape))
+
+    def im2col_conv_pieces(conv, c, f, side, x):
         k, m = c * 25, n * side * side
         cols = np.empty((k, m), np.float32)
         add(conv, "forward", f"im2col (N,{c},{side},{side}) -> ({k}, {m})",
-            lambda x=x, cols=cols: ops.im2col(x, 5, 5, 1, 1, 2, 2, out=cols), key=("im2col", x.shape))
+            lambda: ops.im2col(x, 5, 5, 1, 1, 2, 2, out=cols), key=("im2col", x.shape))
         add_gemm(conv, "forward", "fwd")
         y2d = rng.random((f, m), dtype=np.float32)
         bias = rng.random(f, dtype=np.float32)
-        add(conv, "forward", f"bias add ({f}, {m}) += b[:, None]", lambda y2d=y2d, b=bias: y2d.__iadd__(b[:, None]))
+        add(conv, "forward", f"bias add ({f}, {m}) += b[:, None]", lambda: y2d.__iadd__(bias[:, None]))
 
-        def to_nchw(y2d=y2d, f=f, side=side):
+        def to_nchw():
             y = np.empty((n, f, side, side), np.float32)
             y[...] = y2d.reshape(f, n, side, side).transpose(1, 0, 2, 3)
             return y
@@ -187,15 +199,23 @@ def measure_kernels(batch, reps):
         g = rng.random((n, f, side, side), dtype=np.float32)
         gy = np.empty((f, m), np.float32)
 
-        def to_fm(g=g, gy=gy, f=f, side=side):
+        def to_fm():
             gy.reshape(f, n, side, side)[...] = g.transpose(1, 0, 2, 3)
         add(conv, "backward", "copy dL/dy (N, F, OH, OW) -> (F, N*OH*OW)", to_fm)
         add_gemm(conv, "backward", "dW")
-        add(conv, "backward", f"bias grad ({f}, {m}).sum(axis=1)", lambda gy=gy: gy.sum(axis=1))
+        add(conv, "backward", f"bias grad ({f}, {m}).sum(axis=1)", lambda: gy.sum(axis=1))
         if conv == "conv2":
             add_gemm(conv, "backward", "dX")
             add(conv, "backward", f"col2im ({k}, {m}) -> (N,{c},{side},{side})",
-                lambda cols=cols, s=x.shape: ops.col2im(cols, s, 5, 5, 1, 1, 2, 2), key=("col2im", x.shape))
+                lambda: ops.col2im(cols, x.shape, 5, 5, 1, 1, 2, 2), key=("col2im", x.shape))
+
+    for conv, pool, relu, c, f, side in (("conv1", "pool1", "relu1", 1, 16, 28),
+                                         ("conv2", "pool2", "relu2", 16, 32, 14)):
+        x = rng.random((n, c, side, side), dtype=np.float32)
+        if ops.fused_conv(np.float32):
+            fused_conv_pieces(conv, c, f, side, x)
+        else:
+            im2col_conv_pieces(conv, c, f, side, x)
         xp = rng.standard_normal((n, f, side, side), dtype=np.float32)
         out, argmax = ops.maxpool_forward(xp, 2, 2, 2, 2)
         add(pool, "forward", f"maxpool forward (N,{f},{side},{side})",
@@ -231,7 +251,8 @@ def measure_kernels_in_step(batch, reps, warmup):
     from minidl.trainer import Trainer
 
     times = {}
-    originals = {name: getattr(ops, name) for name in ("im2col", "col2im", "maxpool_forward", "maxpool_backward")}
+    originals = {name: getattr(ops, name) for name in ("im2col", "col2im", "maxpool_forward", "maxpool_backward",
+                                                       "conv_forward", "conv_backward")}
 
     def wrap(name, fn):
         def timed(*args, **kwargs):
