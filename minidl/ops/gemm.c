@@ -54,6 +54,20 @@
  */
 #include "gemm.h"
 
+/* Plain reference loop: CPUs without AVX-512, other compilers, or if a buffer
+   allocation fails. (Python never calls minidl_sgemm then: it uses np.matmul.) */
+static void sgemm_ref(int M, int N, int K, float alpha, const float *A, long rsa, long csa,
+                      const float *B, long rsb, long csb, float beta, float *C, long rsc)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) s += A[i * rsa + k * csa] * B[k * rsb + j * csb];
+            C[i * rsc + j] = alpha * s + (beta == 0.0f ? 0.0f : beta * C[i * rsc + j]);
+        }
+}
+
+
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 
 #include <immintrin.h>
@@ -364,18 +378,6 @@ static void scale_C(int M, int N, float beta, float *C, long rsc)
             C[i * rsc + j] = beta == 0.0f ? 0.0f : beta * C[i * rsc + j];
 }
 
-/* Plain reference loop: CPUs without AVX-512, or if a buffer allocation fails. */
-static void sgemm_ref(int M, int N, int K, float alpha, const float *A, long rsa, long csa,
-                      const float *B, long rsb, long csb, float beta, float *C, long rsc)
-{
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            float s = 0.0f;
-            for (int k = 0; k < K; k++) s += A[i * rsa + k * csa] * B[k * rsb + j * csb];
-            C[i * rsc + j] = alpha * s + (beta == 0.0f ? 0.0f : beta * C[i * rsc + j]);
-        }
-}
-
 /* Sequential blocked GEMM on one rectangle of C (runs on one thread). */
 AVX512 static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alpha,
                              const float *A, long rsa, long csa,
@@ -562,12 +564,7 @@ void minidl_sgemm_serial(int M, int N, int K, float alpha, const float *A, long 
 void minidl_sgemm(int M, int N, int K, float alpha, const float *A, long rsa, long csa,
                   const float *B, long rsb, long csb, float beta, float *C, long rsc)
 {
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            float s = 0.0f;
-            for (int k = 0; k < K; k++) s += A[i * rsa + k * csa] * B[k * rsb + j * csb];
-            C[i * rsc + j] = alpha * s + (beta == 0.0f ? 0.0f : beta * C[i * rsc + j]);
-        }
+    sgemm_ref(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
 }
 
 #endif
