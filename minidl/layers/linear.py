@@ -5,7 +5,6 @@ Symbols: N batch, D input features, M output features.
 import numpy as np
 
 from .. import ops
-
 from .base import Layer, as_float_dtype, as_positive_int, he_normal
 
 
