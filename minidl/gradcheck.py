@@ -25,10 +25,12 @@ with u = 2.2e-16 the float64 machine epsilon and S = sum|G * y| (for a loss,
 |L|). Why: s is rounded by about u*S when it is evaluated (S bounds what is
 summed), and a central difference divides two such roundings by 2 eps, so every
 numeric gradient carries noise of order u*S/eps whatever the gradient's own
-size. Below that floor differences cannot tell a gradient from zero (the exact
-zero gradient of a bias before BatchNorm passes); above it errors count relative
-to the tensor's own scale. Both sides scale with the layer, so a layer
-y = 1e-9 * x whose backward returns 2e-9 * G fails like any 2x error.
+size. Below that floor no difference can be told from zero (the exactly zero
+gradient of a bias before BatchNorm passes); above it errors count relative to
+the tensor's own scale. The floor shrinks with the layer's outputs, so a layer
+y = 1e-9 * x whose backward returns 2e-9 * G fails like any 2x error. (The
+rounding of v + eps itself, about u*|v|, does not enter: differences are
+divided by the step actually taken.)
 """
 import importlib
 import inspect
@@ -214,6 +216,11 @@ def check_directional(layer, x, directions=3, eps=1e-6, tol=1e-6, rng=None, name
     (the left side uses the step actually taken, (v + eps V) - (v - eps V), over
     2 eps). Each ``TensorCheck`` holds the ``directions`` values of each side.
     x and the parameters must be float64. Returns a ``CheckResult``.
+
+    A direction moves every entry at once, so in a large input it meets the kinks
+    of ReLU and the ties of max pooling that an entry-by-entry check steps around:
+    there the two sides differ, without a bug. On a photo with flat regions, add a
+    little noise (exact ties) and take a smaller ``eps`` such as 1e-8 (near ties).
     """
     name = name or getattr(layer, "name", type(layer).__name__)
     rng = np.random.default_rng(rng)
