@@ -108,8 +108,12 @@ def noise_floor(objective_scale, eps):
 
 
 def relative_error(analytic, numeric):
-    """(max|a - n| / max(max|a|, max|n|), max|a - n|); the ratio is 0 when both are all zeros."""
+    """(max|a - n| / max(max|a|, max|n|), max|a - n|); the ratio is 0 when both are all zeros.
+
+    A NaN or infinity anywhere makes both NaN or infinite, which no rule passes."""
     diff = float(np.max(np.abs(analytic - numeric), initial=0.0))
+    if not np.isfinite(diff):
+        return diff, diff
     scale = max(float(np.max(np.abs(analytic), initial=0.0)), float(np.max(np.abs(numeric), initial=0.0)))
     return (diff / scale if scale > 0 else 0.0), diff
 

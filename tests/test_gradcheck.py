@@ -179,6 +179,18 @@ def test_a_wrong_backward_fails_at_every_scale(scale):
         assert right.passed and right.max_rel_error < 1e-8, right.report()
 
 
+def test_a_nan_gradient_fails():
+    class NanScaled(Scaled):
+        def backward_inputs(self, grad_out):
+            grad = super().backward_inputs(grad_out)
+            grad[0, 0] = np.nan
+            return grad
+
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    for check in (check_layer, check_directional):
+        assert not check(NanScaled(1.0), x, rng=0).passed
+
+
 def test_an_exactly_zero_gradient_passes_but_a_wrong_one_does_not():
     """A conv bias before BatchNorm has gradient exactly 0 and its central difference is rounding
     noise: the noise floor passes it; a wrong nonzero gradient of the same tensor still fails."""
