@@ -20,7 +20,7 @@ from .layers import (FC, AvgPool, BatchNorm, Conv, Dropout, Flatten, GlobalAvgPo
                      LocalResponseNorm, MaxPool, MeanSquaredError, MulticlassHingeLoss, RegularizedLoss, ReLU,
                      Residual, Sigmoid, SoftmaxCrossEntropy, Tanh, resnet_block)
 from .models import lab_net
-from .net import Sequential
+from . import Sequential
 
 F64 = np.float64
 

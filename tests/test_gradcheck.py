@@ -11,7 +11,7 @@ from minidl.gradcheck import (check_directional, check_layer, check_loss, noise_
                               relative_error)
 from minidl.gradcheck_cases import CASES, away_from_zero, distinct_values
 from minidl.layers import BatchNorm, Conv, Layer, MaxPool, ReLU, SoftmaxCrossEntropy
-from minidl.net import Sequential
+from minidl import Sequential
 
 F64 = np.float64
 TOL = 1e-6
@@ -36,6 +36,13 @@ def test_every_parameter_is_checked_under_its_name():
     result = check_layer(net, np.random.default_rng(0).standard_normal((2, 2, 5, 4)), rng=0)
     assert [t.name for t in result.tensors] == ["input"] + [name for name, _ in net.params()]
     assert len(result.tensors) == 4 and result.passed, result.report()
+
+
+def test_a_regularized_loss_is_checked_with_its_penalised_weights():
+    case = next(case for case in CASES if case.name == "L2Regularizer + cross-entropy")
+    result = case.run(np.random.default_rng(0), TOL)
+    assert [t.name for t in result.tensors] == ["logits", "param[0]", "param[1]"]
+    assert result.passed, result.report()
 
 
 # ------------------------------------------------------------------ pieces
