@@ -40,6 +40,10 @@ class BatchNorm(Layer):
 
     Parameters: ``gamma`` (C,), ones; ``beta`` (C,), zeros.
     Buffers: ``running_mean`` (C,), zeros; ``running_var`` (C,), ones.
+
+    x and grad_out are made C-contiguous first (no copy if they already are): a sum's
+    rounding depends on the order it reads its terms, and a strided or transposed
+    array must give the same numbers as its copy.
     """
 
     cache_slots = ("x_hat", "inv_std")
@@ -77,6 +81,7 @@ class BatchNorm(Layer):
         if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
             raise ValueError(f"{self._describe()}: expected input of shape (N, {self.num_features}, H, W) "
                              f"or (N, {self.num_features}), got {x.shape}")
+        x = np.ascontiguousarray(x)                      # one layout, one rounding (see above)
         axes = self._axes(x)
         if self.training:
             count = x.size // self.num_features          # M values per channel
@@ -99,13 +104,14 @@ class BatchNorm(Layer):
         return self._expand(self.gamma, x.ndim) * self.x_hat + self._expand(self.beta, x.ndim)
 
     def _check_backward(self, grad_out, method):
+        """(x_hat, grad_out made C-contiguous)."""
         x_hat = self._cached("x_hat", method)
         self._check_grad(grad_out, x_hat.shape, self.dtype)
-        return x_hat
+        return x_hat, np.ascontiguousarray(grad_out)
 
     def backward_inputs(self, grad_out):
         """grad_out (shape of x) -> dL/dx (shape of x)."""
-        x_hat = self._check_backward(grad_out, "backward_inputs")
+        x_hat, grad_out = self._check_backward(grad_out, "backward_inputs")
         ndim = x_hat.ndim
         scale = self._expand(self.gamma * self.inv_std, ndim)   # gamma / sqrt(var + eps)
         if not self._batch_stats:                                # statistics were constants
@@ -118,7 +124,7 @@ class BatchNorm(Layer):
 
     def backward_params(self, grad_out):
         """grad_out (shape of x) -> [(gamma, dL/dgamma (C,)), (beta, dL/dbeta (C,))]."""
-        x_hat = self._check_backward(grad_out, "backward_params")
+        x_hat, grad_out = self._check_backward(grad_out, "backward_params")
         axes = self._axes(x_hat)
         return [(self.gamma, (grad_out * x_hat).sum(axis=axes)), (self.beta, grad_out.sum(axis=axes))]
 
