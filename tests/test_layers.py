@@ -692,7 +692,7 @@ def test_batch_size_may_change_between_calls(rng, name, make, shape):
 
 
 def test_pinned_positional_signatures():
-    """Issue #2 pins the constructors' positional order; other code relies on it."""
+    """The constructors' positional order is part of the API; other code relies on it."""
     import inspect
 
     from minidl.layers import FC, Conv, L2Regularizer, MaxPool

@@ -1,4 +1,4 @@
-"""The CNN toolbox (issue #5): each layer, loss, optimiser and schedule against an
+"""The CNN toolbox: each layer, loss, optimiser and schedule against an
 independent oracle: loops written from the definition, a closed form worked out
 by hand, or PyTorch (used only here, as an oracle; those tests skip without it).
 
@@ -639,7 +639,7 @@ def test_residual_projection_shortcut_and_recursion(rng):
         Residual(Conv(2, 4, 1, dtype=F64)).forward(x)
 
 
-def test_resnet_block_matches_torch_block_of_seed_003(rng):
+def test_resnet_block_matches_a_torch_basic_block(rng):
     torch = torch_or_skip()
     nn = torch.nn
 
@@ -807,7 +807,7 @@ def test_sgd_momentum_variants_by_hand():
 
 
 def test_damped_momentum_sgd_is_the_vgg_practicals_loop(rng):
-    """Seed 000: mu = m*mu + (1-m)*(grad + shrinkage*w), mu starting at 0; w -= rate * mu."""
+    """The VGG practical's update: mu = m*mu + (1-m)*(grad + shrinkage*w), mu starting at 0; w -= rate * mu."""
     rate, momentum, shrinkage = 0.5, 0.9, 1e-2
     w = rng.standard_normal((3, 3))
     w_ref = w.copy()
