@@ -247,7 +247,7 @@ class Interrupted(Exception):
 
 def exit_status(main):
     """Make a script's ``main(argv)`` return its exit status: 0 when it returns, 130 after
-    Ctrl-C (``Interrupted``), 1 when the loss diverged (``NonFiniteLossError``), 2 for a
+    Ctrl-C (``Interrupted``, or a KeyboardInterrupt outside training), 1 when the loss diverged (``NonFiniteLossError``), 2 for a
     refused run directory or a bad value; the reason is printed, not a traceback."""
     @functools.wraps(main)
     def run(argv=None):
@@ -255,6 +255,9 @@ def exit_status(main):
             main(argv)
         except Interrupted as exc:
             print(exc, flush=True)
+            return 130
+        except KeyboardInterrupt:  # outside training (loading data, evaluating, writing the outputs)
+            print("interrupted; the last checkpoint in --out is intact (continue with --resume)", flush=True)
             return 130
         except NonFiniteLossError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -13,7 +13,7 @@ import pytest
 import train_l2reg
 import train_mnist
 from minidl import io, runs
-from minidl.trainer import evaluate
+from minidl.trainer import NonFiniteLossError, evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -239,3 +239,26 @@ def test_sigint_mid_step_finishes_the_step_saves_and_resumes_bit_for_bit(tmp_pat
     history = [json.loads((tmp_path / run / "metrics.json").read_text())["history"] for run in ("stopped", "straight")]
     for a, b in zip(*history):
         assert a["train_loss"] == b["train_loss"] and a["val_accuracy"] == b["val_accuracy"]
+
+
+@pytest.mark.parametrize("raised,status", [(None, 0), (runs.Interrupted("ckpt.npz"), 130), (KeyboardInterrupt(), 130),
+                                           (NonFiniteLossError("the loss is nan"), 1),
+                                           (FileExistsError("a run"), 2), (ValueError("bad"), 2)])
+def test_exit_status(raised, status, capsys):
+    @runs.exit_status
+    def main(argv=None):
+        if raised is not None:
+            raise raised
+
+    assert main([]) == status
+    printed = capsys.readouterr()
+    assert (printed.out + printed.err != "") == (status != 0)
+
+
+def test_other_errors_are_not_hidden():
+    @runs.exit_status
+    def main(argv=None):
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        main([])
