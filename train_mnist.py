@@ -30,12 +30,13 @@ def train(options, data):
                                       for layer in net if layer.name in ("conv1", "conv2", "fc3")])
     schedule = EpochPolicy(options.lr_policy)  # the lab's: 0.1 for epochs 1-2, 0.01 for 3-4, ...
     optimizer = SGD(lr=schedule(1), momentum=options.momentum)
+    callbacks = run.callbacks(first_conv=net[0])  # a progress bar; conv1's filters as images every N steps
     trainer = Trainer(net, loss, optimizer, schedule, batch_size=options.batch_size, seed=options.seed,
-                      callbacks=run.callbacks(first_conv=net[0]), checkpoint_path=run.checkpoint)
+                      callbacks=callbacks, checkpoint_path=run.checkpoint)
     if options.resume:
         trainer.load_checkpoint(run.checkpoint)
 
-    x, y = data.train_x[:options.limit], data.train_y[:options.limit]
+    x, y = data.train_x[:options.limit], data.train_y[:options.limit]  # --limit N: the first N images
     trainer.fit(x, y, options.epochs, data.val_x, data.val_y)
     if trainer.stopped_by_user:  # Ctrl-C: the step finished and the checkpoint is saved
         raise runs.Interrupted(run.checkpoint)

@@ -219,7 +219,9 @@ def _read(path):
     arrays, meta = load_npz(path)  # ValueError for unreadable, truncated or corrupt files
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else None
-        raise ValueError(f"{path}: not a minidl model file (format {found!r}, expected {FORMAT!r})")
+        earlier = ("; a checkpoint of an earlier minidl, which this one cannot read"
+                   if found == "minidl-checkpoint-1" else "")
+        raise ValueError(f"{path}: not a minidl model file (format {found!r}, expected {FORMAT!r}){earlier}")
     return arrays, meta
 
 

@@ -73,8 +73,8 @@ def parser(description, out):
     option("--momentum", type=float, default=0.0, help="SGD momentum (default: %(default)s)")
     option("--weight-decay", type=float, default=0.0,
            help="lambda of an L2 penalty on the conv1, conv2 and fc3 weights (default: %(default)s)")
-    option("--conv1-width", type=positive_int, default=16, help="filters of the first conv layer (default: %(default)s)")
-    option("--conv2-width", type=positive_int, default=32, help="filters of the second conv layer (default: %(default)s)")
+    option("--conv1-width", type=positive_int, default=16, help="filters of conv1 (default: %(default)s)")
+    option("--conv2-width", type=positive_int, default=32, help="filters of conv2 (default: %(default)s)")
     option("--fc-width", type=positive_int, default=512, help="units of the hidden FC layer (default: %(default)s)")
     option("--kernel-size", type=positive_int, default=5, help="(default: %(default)s)")
     option("--seed", type=int, default=0, help="initial weights and shuffling (default: %(default)s)")
@@ -246,9 +246,10 @@ class Interrupted(Exception):
 
 
 def exit_status(main):
-    """Make a script's ``main(argv)`` return its exit status: 0 when it returns, 130 after
-    Ctrl-C (``Interrupted``, or a KeyboardInterrupt outside training), 1 when the loss diverged (``NonFiniteLossError``), 2 for a
-    refused run directory or a bad value; the reason is printed, not a traceback."""
+    """Make a script's ``main(argv)`` return its exit status: 0 when it returns; 130 after
+    Ctrl-C (``Interrupted``, or a KeyboardInterrupt outside training); 1 when the loss
+    diverged (``NonFiniteLossError``); 2 for a refused run directory or a bad value.
+    The reason is printed, not a traceback."""
     @functools.wraps(main)
     def run(argv=None):
         try:
