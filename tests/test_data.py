@@ -236,7 +236,7 @@ def test_interrupted_write_into_cache_leaves_nothing(tmp_path, fake_mnist, monke
         seen.extend(p.name for p in cache.iterdir())
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data.os, "fsync", interrupted_fsync)
+    monkeypatch.setattr(os, "fsync", interrupted_fsync)
     with pytest.raises(KeyboardInterrupt):
         ensure_idx_files("mnist", tmp_path, sources=(LocalDirectory(mirror),))
     assert "train-images-idx3-ubyte" not in seen
