@@ -1,4 +1,23 @@
-"""Shared fixtures. The suite runs once per backend (MINIDL_BACKEND=compiled|numpy)."""
+"""Shared fixtures. The suite runs once per backend (MINIDL_BACKEND=compiled|numpy).
+
+Data from outside the tree
+--------------------------
+Almost every test makes its own data (tiny IDX files, CIFAR-format pickles,
+random arrays) in ``tmp_path``. The few that need a real dataset carry the
+``network`` marker (``pytest -m "not network"`` leaves them out) and follow one rule:
+
+1. the real MNIST files already in the data cache (``$MINIDL_DATA``, else
+   ``~/.cache/minidl``) are used when all four are there and pass their SHA-256
+   check, read only: the tests never write, move or fetch anything there;
+2. otherwise they are fetched into a temporary directory for this test session
+   (from the files in that cache, gzip or raw, then the usual sources), which is
+   discarded with pytest's other temporary files;
+3. when that fails too (offline, no npm), the tests are skipped, and the
+   reason lists every source tried and why it failed (``pytest -rs`` shows it).
+
+To keep a fetched copy for later sessions, fill the cache once yourself:
+``python -c "import minidl.data as d; d.load_mnist()"``.
+"""
 import os
 import sys
 
@@ -9,6 +28,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from minidl import ops  # noqa: E402
+from minidl.data import (SOURCES, DataUnavailableError, LocalDirectory, cached_idx_files,  # noqa: E402
+                         data_root, ensure_idx_files)
 
 
 @pytest.fixture
@@ -24,6 +45,31 @@ def _restore_backend():
     yield
     if ops.BACKEND != before:
         ops.use_backend(before)
+
+
+def skip_reason(error):
+    """One line for pytest's skip report from a DataUnavailableError: each place tried and why it failed."""
+    return "real data unavailable: " + "; ".join(f"{place}: {reason}" for place, reason in error.failures)
+
+
+@pytest.fixture(scope="session")
+def real_mnist_root(tmp_path_factory):
+    """A data root holding the four verified MNIST files; pass it to ``load_mnist(root, fetch=False)``.
+
+    The user's cache when it already holds them (read only), else a session
+    temporary directory filled from that cache and the usual sources; skips with
+    the reason when neither works (see this module's docstring).
+    """
+    user_root = data_root()
+    if cached_idx_files("mnist", user_root) is not None:
+        return user_root
+    root = tmp_path_factory.mktemp("minidl-data")
+    sources = (LocalDirectory(user_root / "mnist", label="data cache"),) + tuple(SOURCES["mnist"])
+    try:
+        ensure_idx_files("mnist", root, sources=sources)
+    except DataUnavailableError as exc:
+        pytest.skip(skip_reason(exc))
+    return root
 
 
 def pytest_report_header(config):

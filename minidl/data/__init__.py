@@ -27,8 +27,8 @@ from .dataset import CLASS_NAMES, Dataset, one_hot
 from .idx import parse_idx, read_bytes, read_idx
 from .mnist import (DEBIAN_FASHION_MNIST_DIR, IDX_FILES, SHA256, SOURCES, cached_idx_files, ensure_idx_files,
                     load_mnist)
-from .sources import (DEFAULT_TIMEOUT, ChecksumError, DataUnavailableError, HttpFile, HttpMirror, LocalDirectory,
-                      NpmPackage, data_root, dataset_dir, sha256_hex)
+from .sources import (DEFAULT_TIMEOUT, ChecksumError, DataUnavailableError, HttpFile, HttpMirror,
+                      LocalDirectory, NpmPackage, data_root, dataset_dir, sha256_hex)
 
 __all__ = [
     # loaders and what they return

@@ -103,7 +103,8 @@ def ensure_cifar10_files(data_dir=None, fetch=True, archives=None, timeout=DEFAU
     def install(name, archive):
         check_sha256(archive, file_sha256(archive), known)
         batch_dir.mkdir(exist_ok=True)
-        found = extract_files(archive, {f"{CIFAR10_FOLDER}/{batch}": batch for batch in CIFAR10_FILES}, batch_dir)
+        members = {f"{CIFAR10_FOLDER}/{batch}": batch for batch in CIFAR10_FILES}
+        found = extract_files(archive, members, batch_dir)
         absent = sorted(set(CIFAR10_FILES) - found)
         if absent:
             raise ValueError(f"{archive}: no regular file {', '.join(absent)} under {CIFAR10_FOLDER}/")

