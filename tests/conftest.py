@@ -24,12 +24,11 @@ import sys
 import numpy as np
 import pytest
 
-# the naive oracles live beside the tests: `import naive` works however pytest imports files
+# helper modules beside the tests (naive oracles, realdata): importable however pytest imports files
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import realdata  # noqa: E402
 from minidl import ops  # noqa: E402
-from minidl.data import (SOURCES, DataUnavailableError, LocalDirectory, cached_idx_files,  # noqa: E402
-                         data_root, ensure_idx_files)
 
 
 @pytest.fixture
@@ -47,29 +46,14 @@ def _restore_backend():
         ops.use_backend(before)
 
 
-def skip_reason(error):
-    """One line for pytest's skip report from a DataUnavailableError: each place tried and why it failed."""
-    return "real data unavailable: " + "; ".join(f"{place}: {reason}" for place, reason in error.failures)
-
-
 @pytest.fixture(scope="session")
 def real_mnist_root(tmp_path_factory):
     """A data root holding the four verified MNIST files; pass it to ``load_mnist(root, fetch=False)``.
 
-    The user's cache when it already holds them (read only), else a session
-    temporary directory filled from that cache and the usual sources; skips with
-    the reason when neither works (see this module's docstring).
+    The user's cache, read only, or a session temporary directory; skipped with
+    the reason when neither works (``realdata.mnist_root``, this module's docstring).
     """
-    user_root = data_root()
-    if cached_idx_files("mnist", user_root) is not None:
-        return user_root
-    root = tmp_path_factory.mktemp("minidl-data")
-    sources = (LocalDirectory(user_root / "mnist", label="data cache"),) + tuple(SOURCES["mnist"])
-    try:
-        ensure_idx_files("mnist", root, sources=sources)
-    except DataUnavailableError as exc:
-        pytest.skip(skip_reason(exc))
-    return root
+    return realdata.mnist_root(lambda: tmp_path_factory.mktemp("minidl-data"))
 
 
 def pytest_report_header(config):
