@@ -427,6 +427,27 @@ def test_load_mnist_rejects_label_count_mismatch(tmp_path, fake_mnist, monkeypat
         load_mnist(tmp_path, validation_size=2)
 
 
+def test_fashion_mnist_as_cifar_pads_repeats_and_standardises(tmp_path, fake_mnist, monkeypatch):
+    contents, mirror = fake_mnist  # the fake images serve as Fashion-MNIST too
+    monkeypatch.setitem(data.SHA256, "fashion-mnist", data.SHA256["mnist"])
+    d = data.load_fashion_mnist_as_cifar(tmp_path, validation_size=2, dtype=np.float64,
+                                         sources=(LocalDirectory(mirror),))
+    assert d.train_x.shape == (10, 3, 6, 6) and d.val_x.shape == (2, 3, 6, 6) and d.test_x.shape == (3, 3, 6, 6)
+    # oracle: the padded training split written out by hand, its statistics by NumPy
+    padded = np.zeros((10, 6, 6))
+    padded[:, 2:4, 2:4] = np.arange(0, 100, 10)[:, None, None] / 255
+    mean, std = padded.mean(), padded.std()
+    np.testing.assert_allclose(d.mean, [mean] * 3, rtol=1e-12)
+    np.testing.assert_allclose(d.std, [std] * 3, rtol=1e-12)
+    for c in range(3):
+        np.testing.assert_allclose(d.train_x[:, c], (padded - mean) / std, rtol=1e-12)
+    np.testing.assert_allclose(d.test_x[0, 1, 2:4, 2:4], (1 - mean) / std, rtol=1e-12)
+    np.testing.assert_allclose(d.test_x[0, 1, :2], -mean / std, rtol=1e-12)  # the black border
+    assert d.train_y.tolist() == list(range(10)) and d.test_y.tolist() == [7, 8, 9]
+    assert d.class_names[9] == "Ankle boot"
+    np.testing.assert_allclose(d.unnormalize(d.val_x[1])[:, 2:4, 2:4], 110 / 255, rtol=1e-12)
+
+
 def _tree(directory):
     """{relative path: bytes} of every file below ``directory``."""
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(Path(directory).rglob("*"))
