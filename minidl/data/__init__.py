@@ -18,7 +18,8 @@ The modules, each with its own docstring:
     sources.py   the cache directory, the sources, download, archive extraction,
                  SHA-256 checks, and the cache-then-sources loop shared by the loaders
     dataset.py   the Dataset record, the fixed split and normalisation, one_hot
-    mnist.py     MNIST and Fashion-MNIST: files, checksums, sources, load_mnist
+    mnist.py     MNIST and Fashion-MNIST: files, checksums, sources, load_mnist, and
+                 load_fashion_mnist_as_cifar (a CIFAR-10-shaped stand-in)
     cifar10.py   CIFAR-10: archive, batches, load_cifar10
 """
 from .cifar10 import (CIFAR10_ARCHIVE_NAME, CIFAR10_ARCHIVES, CIFAR10_FILES, CIFAR10_FOLDER,
@@ -26,16 +27,16 @@ from .cifar10 import (CIFAR10_ARCHIVE_NAME, CIFAR10_ARCHIVES, CIFAR10_FILES, CIF
 from .dataset import CLASS_NAMES, Dataset, one_hot
 from .idx import parse_idx, read_bytes, read_idx
 from .mnist import (DEBIAN_FASHION_MNIST_DIR, IDX_FILES, SHA256, SOURCES, cached_idx_files, ensure_idx_files,
-                    load_mnist)
+                    load_fashion_mnist_as_cifar, load_mnist, read_idx_dataset)
 from .sources import (DEFAULT_TIMEOUT, ChecksumError, DataUnavailableError, HttpFile, HttpMirror,
                       LocalDirectory, NpmPackage, data_root, dataset_dir, sha256_hex)
 
 __all__ = [
     # loaders and what they return
-    "load_mnist", "load_cifar10", "Dataset", "CLASS_NAMES", "one_hot",
+    "load_mnist", "load_cifar10", "load_fashion_mnist_as_cifar", "Dataset", "CLASS_NAMES", "one_hot",
     # MNIST / Fashion-MNIST files
     "IDX_FILES", "SHA256", "SOURCES", "DEBIAN_FASHION_MNIST_DIR", "ensure_idx_files", "cached_idx_files",
-    "read_idx", "parse_idx", "read_bytes",
+    "read_idx_dataset", "read_idx", "parse_idx", "read_bytes",
     # CIFAR-10 files
     "CIFAR10_FOLDER", "CIFAR10_FILES", "CIFAR10_ARCHIVE_NAME", "CIFAR10_ARCHIVES",
     "ensure_cifar10_files", "read_cifar_batch",

@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST: their four IDX files, checksums and sources, and ``load_mnist``.
+"""MNIST and Fashion-MNIST: their four IDX files, checksums and sources, ``load_mnist``, and a CIFAR-shaped stand-in.
 
     d = load_mnist()                # or load_mnist(dataset="fashion-mnist")
     d.train_x  (55000, 1, 28, 28)   float32, pixels / 255 minus the training mean
@@ -126,19 +126,10 @@ def ensure_idx_files(dataset="mnist", data_dir=None, fetch=True, sources=None):
     return {name: directory / name for name in IDX_FILES}
 
 
-def load_mnist(data_dir=None, dataset="mnist", validation_size=5000, dtype=np.float32,
-               fetch=True, sources=None):
-    """MNIST or Fashion-MNIST as a ``Dataset``, fetching and caching the files when needed.
+def read_idx_dataset(dataset="mnist", data_dir=None, fetch=True, sources=None):
+    """(train images (N, H, W), train labels (N,), test images, test labels), uint8, checked for agreement.
 
-    The first ``60000 - validation_size`` training images are the training split,
-    the last ``validation_size`` the validation split (fixed, not shuffled).
-    Images become x = pixels / 255 - mean, shape (N, 1, 28, 28) in ``dtype``,
-    where ``mean`` is the single mean pixel of the *training split* (the
-    validation and test images have the same value subtracted); ``std`` is 1.
-    ``d.mean.item()`` is that mean as a float. Labels are int64 in [0, 10).
-
-    ``dataset``: "mnist" or "fashion-mnist". ``data_dir``, ``fetch`` and
-    ``sources``: see ``ensure_idx_files`` and the module docstring.
+    The files come from ``ensure_idx_files`` (same arguments).
     """
     paths = ensure_idx_files(dataset, data_dir, fetch=fetch, sources=sources)
     train_images = read_idx(paths["train-images-idx3-ubyte"], ndim=3)
@@ -154,6 +145,46 @@ def load_mnist(data_dir=None, dataset="mnist", validation_size=5000, dtype=np.fl
     if train_images.shape[1:] != test_images.shape[1:]:
         raise ValueError(f"{dataset}: training images {train_images.shape[1:]} "
                          f"but test images {test_images.shape[1:]}")
+    return train_images, train_labels, test_images, test_labels
+
+
+def load_mnist(data_dir=None, dataset="mnist", validation_size=5000, dtype=np.float32,
+               fetch=True, sources=None):
+    """MNIST or Fashion-MNIST as a ``Dataset``, fetching and caching the files when needed.
+
+    The first ``60000 - validation_size`` training images are the training split,
+    the last ``validation_size`` the validation split (fixed, not shuffled).
+    Images become x = pixels / 255 - mean, shape (N, 1, 28, 28) in ``dtype``,
+    where ``mean`` is the single mean pixel of the *training split* (the
+    validation and test images have the same value subtracted); ``std`` is 1.
+    ``d.mean.item()`` is that mean as a float. Labels are int64 in [0, 10).
+
+    ``dataset``: "mnist" or "fashion-mnist". ``data_dir``, ``fetch`` and
+    ``sources``: see ``ensure_idx_files`` and the module docstring.
+    """
+    train_images, train_labels, test_images, test_labels = read_idx_dataset(dataset, data_dir, fetch, sources)
     # (N, H, W) -> (N, 1, H, W): one channel, centred on its training mean, not divided by its std
     return make_dataset(train_images[:, None], train_labels, test_images[:, None], test_labels,
                         CLASS_NAMES[dataset], validation_size, dtype, divide_by_std=False)
+
+
+def load_fashion_mnist_as_cifar(data_dir=None, validation_size=5000, dtype=np.float32, fetch=True,
+                                sources=None):
+    """Fashion-MNIST shaped like CIFAR-10: images (N, 3, 32, 32), standardised per channel.
+
+    A stand-in for trying a CIFAR-10 network where CIFAR-10 cannot be had (it
+    reads the Fashion-MNIST files, which Debian packages). Each 28 x 28 image gets
+    a black border of 2 pixels and is repeated over three identical channels;
+    then, as ``load_cifar10`` does, x = (pixels / 255 - mean[c]) / std[c] with the
+    training split's statistics. Split and arguments as in ``load_mnist``; the
+    class names are Fashion-MNIST's.
+    """
+    train_images, train_labels, test_images, test_labels = read_idx_dataset("fashion-mnist", data_dir,
+                                                                            fetch, sources)
+
+    def as_cifar(images):  # (N, H, W) -> (N, 3, H + 4, W + 4)
+        padded = np.pad(images, ((0, 0), (2, 2), (2, 2)))
+        return np.repeat(padded[:, None], 3, axis=1)
+
+    return make_dataset(as_cifar(train_images), train_labels, as_cifar(test_images), test_labels,
+                        CLASS_NAMES["fashion-mnist"], validation_size, dtype, divide_by_std=True)
