@@ -342,8 +342,8 @@ assert F.max_pool2d(zero_padded, 15, stride=1).max() == 0.0
 # %% [markdown] tags=["solution"]
 # *Solution.* We want y = x / (Σ_c x_c²)^{1/2}: so κ = 0, α/ρ = 1 (α = ρ), β = 1/2, and the
 # window must hold every channel for every k. For C = 3, the window of channel 0 reaches
-# up to ⌊(ρ−1)/2⌋ and that of channel 2 down to 2 − ⌊ρ/2⌋, so ρ = 5 is the smallest odd size
-# that covers all three from any channel: `local_response_norm(x, 5, alpha=5, beta=0.5, k=0)`.
+# up to ⌊(ρ−1)/2⌋ and that of channel 2 down to 2 − ⌊ρ/2⌋, so ρ = 5 is the smallest size
+# whose window covers all three from every channel: `local_response_norm(x, 5, alpha=5, beta=0.5, k=0)`.
 # Then every pixel's colour vector has length 1: the image keeps its hues and loses its
 # brightness (dark and bright parts of the cup look alike). Measured below.
 
@@ -443,7 +443,7 @@ assert relative < 1e-6
 # *Solution.* δ is a direction in the space of inputs: a whole image's worth of random
 # numbers, all moved at once. Both numbers are the rate at which z = ⟨p, y⟩ changes when
 # x moves along δ: the first measured by finite differences, the second predicted by
-# the gradient (its dot product with δ). They agree to about 10⁻⁹ relative, which leaves
+# the gradient (its dot product with δ). They agree to better than 10⁻⁹ relative, which leaves
 # little room for a wrong backward: a random direction would expose almost any error in
 # any part of dz/dx. The same check for the filters follows: perturb the weights, keep x.
 
@@ -977,7 +977,7 @@ classifier = Sequential([model, Flatten(name="flatten")])
 logits = classifier.forward(chars.x_train[:3])
 targets = np.array([0, 1, 2])          # pretend the three images are a, b, c
 print(f"logits {logits.shape}, loss {SoftmaxCrossEntropy().forward(logits, targets):.3f} "
-      f"(log 26 = {np.log(26):.3f}: an untrained net is about as good as a guess)")
+      f"(a uniform guess would score log 26 = {np.log(26):.3f})")
 
 # %% [markdown]
 # ### 4.3 Training
