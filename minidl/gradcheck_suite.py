@@ -10,7 +10,7 @@ import numpy as np
 
 from .gradcheck import check_layer, check_loss, passes
 from .layers import FC, Conv, Flatten, L2Regularizer, MaxPool, ReLU, RegularizedLoss, SoftmaxCrossEntropy
-from .layers import (AvgPool, BatchNorm, Dropout, GlobalAvgPool, LeakyReLU, LocalResponseNorm,
+from .layers import (AdaptiveAvgPool, AvgPool, BatchNorm, Dropout, GlobalAvgPool, LeakyReLU, LocalResponseNorm,
                      MeanSquaredError, MulticlassHingeLoss, Residual, Sigmoid, Tanh, resnet_block)
 from .net import Sequential
 from .models import lab_net
@@ -93,6 +93,11 @@ def _lab_net(rng):
 # ------------------------------------------------------------ the CNN toolbox
 def _avgpool(name, k, shape, **kw):
     return name, lambda rng: check_layer(AvgPool(k, **kw), rng.standard_normal(shape), rng=rng, name=name)
+
+
+def _adaptive(name, output_size, shape):
+    return name, lambda rng: check_layer(AdaptiveAvgPool(output_size), rng.standard_normal(shape), rng=rng,
+                                         name=name)
 
 
 def _batchnorm(name, shape, training=True):
@@ -182,6 +187,8 @@ def toolbox_cases():
         _avgpool("AvgPool 3x3 stride 1 overlapping", 3, (2, 1, 5, 5), stride=1),
         ("GlobalAvgPool", lambda rng: check_layer(GlobalAvgPool(), rng.standard_normal((3, 4, 5, 2)), rng=rng,
                                                   name="GlobalAvgPool")),
+        _adaptive("AdaptiveAvgPool 7x5 to 3x2", (3, 2), (2, 3, 7, 5)),
+        _adaptive("AdaptiveAvgPool 2x3 to 4x5", (4, 5), (2, 2, 2, 3)),
         ("Tanh", lambda rng: check_layer(Tanh(), 2 * rng.standard_normal((2, 3, 4, 5)), rng=rng, name="Tanh")),
         ("Sigmoid", lambda rng: check_layer(Sigmoid(), 4 * rng.standard_normal((3, 4, 5)), rng=rng,
                                             name="Sigmoid")),
