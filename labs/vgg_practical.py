@@ -68,7 +68,7 @@ print("quick mode: smaller data, fewer iterations" if QUICK else "full mode")
 # %%
 x = labkit.photo("coffee")
 print("x:", x.shape, x.dtype)
-labkit.show(x, "x: the input image")
+labkit.show(x, "x: the input image");
 
 # %% [markdown]
 # **Question.** The array has shape (1, 3, 400, 600). What do the first two axes count?
@@ -115,7 +115,7 @@ print(f"y[0, {k}, {i}, {j}] = {y[0, k, i, j]:.5f};  by the formula: {by_hand:.5f
 assert np.isclose(y[0, k, i, j], by_hand, rtol=1e-5, atol=1e-5)
 
 # %%
-labkit.show_mosaic(labkit.channels(y), "y: one image per filter", size=10)
+labkit.show_mosaic(labkit.channels(y), "y: one image per filter", size=10);
 
 # %% [markdown]
 # **Question.** The ten filters are random, yet most of their outputs look like drawings
@@ -150,7 +150,7 @@ assert ratio > 10
 y_strided = F.conv2d(x, w, stride=16)
 print("stride 16:", y_strided.shape)
 assert y_strided.shape[2:] == ((400 - 5) // 16 + 1, (600 - 5) // 16 + 1)
-labkit.show_mosaic(labkit.channels(y_strided), "stride 16", size=8)
+labkit.show_mosaic(labkit.channels(y_strided), "stride 16", size=8);
 
 # %% [markdown]
 # The output is smaller than the input by KH − 1 rows and KW − 1 columns. To keep the
@@ -160,7 +160,7 @@ labkit.show_mosaic(labkit.channels(y_strided), "stride 16", size=8)
 y_padded = F.conv2d(x, w, padding=4)
 print("padding 4:", y_padded.shape)
 assert y_padded.shape[2:] == (400 + 2 * 4 - 5 + 1, 600 + 2 * 4 - 5 + 1)
-labkit.show_mosaic(labkit.channels(y_padded), "padding 4", size=10)
+labkit.show_mosaic(labkit.channels(y_padded), "padding 4", size=10);
 
 # %% [markdown]
 # **Question.** Compare the borders of the padded and unpadded outputs. What has padding
@@ -195,7 +195,7 @@ w_lap = np.broadcast_to(laplacian, (1, 3, 3, 3)).copy()    # one filter, the sam
 print("w_lap:", w_lap.shape)
 y_lap = F.conv2d(x, w_lap)
 labkit.triptych(x, laplacian, y_lap, titles=("x", "Laplacian kernel", "response"))
-labkit.triptych(x, laplacian, np.abs(y_lap), titles=("x", "Laplacian kernel", "|response|"))
+labkit.triptych(x, laplacian, np.abs(y_lap), titles=("x", "Laplacian kernel", "|response|"));
 
 # %% [markdown]
 # **Questions.** Which operator is this? What happens to the three colour channels?
@@ -260,7 +260,7 @@ w_dx = np.broadcast_to(np.array([1, 0, -1], dtype=np.float32), (1, 3, 3, 3)).cop
 y_dx = F.conv2d(x, w_dx)
 z = F.relu(y_dx)
 labkit.triptych(x, w_dx[0, 0], y_dx, titles=("x", "kernel (same on R, G, B)", "y = filter response"))
-labkit.show(z, "z = relu(y)")
+labkit.show(z, "z = relu(y)");
 
 # %% [markdown]
 # **Questions.** What does this filter compute? What is left in z?
@@ -288,7 +288,7 @@ print(f"the ReLU keeps {100 * (y_dx > 0).mean():.0f}% of the responses (the posi
 # %%
 y_pool = F.max_pool2d(x, 15)
 print("max pooling 15x15:", y_pool.shape)
-labkit.show(y_pool, "max pooling, 15x15 windows")
+labkit.show(y_pool, "max pooling, 15x15 windows");
 
 # %% [markdown]
 # **Question.** How do you read this image?
@@ -926,7 +926,7 @@ print(f"{len(chars.x_val)} validation images from {len(chars.val_faces)} faces o
 print(f"rendered in {time.perf_counter() - started:.1f} s")
 assert not set(chars.train_families) & set(chars.val_families)
 labkit.show_mosaic(chars.x_train[chars.y_train == 0], "the letter a in the training faces", size=8)
-labkit.show_mosaic(chars.x_val[chars.y_val == 0], "the letter a in the validation faces", size=6)
+labkit.show_mosaic(chars.x_val[chars.y_val == 0], "the letter a in the validation faces", size=6);
 
 # %% [markdown]
 # ### 4.2 The network
@@ -1071,7 +1071,7 @@ if torch is not None:
 # The first layer has 20 filters of 5 × 5:
 
 # %%
-labkit.show_mosaic(model[0].weights, "the 20 filters of the first layer", size=5)
+labkit.show_mosaic(model[0].weights, "the 20 filters of the first layer", size=5);
 
 # %% [markdown]
 # **Question.** What do the filters look like?
@@ -1162,7 +1162,7 @@ jitter = T.Compose([labkit.AddNeighbours(spacing=(13, 18), paper=paper),
                     T.RandomShift((2, 5), fill=paper)])
 sample = x_train[rng.permutation(len(x_train))[:64]]
 labkit.show_mosaic(sample, "without jitter", size=6)
-labkit.show_mosaic(jitter(sample, np.random.default_rng(5)), "with jitter", size=6)
+labkit.show_mosaic(jitter(sample, np.random.default_rng(5)), "with jitter", size=6);
 
 # %% [markdown]
 # Train a second network with the jitter. (In the quick run, to save time, it starts from
