@@ -3,7 +3,8 @@
 Two implementations share one interface:
 
 * ``compiled``: the Cython extension ``minidl.ops._kernels`` (built by
-  ``pip install``), typed loops parallelised with OpenMP;
+  ``pip install``), typed loops parallelised with OpenMP (on one thread if the
+  compiler has no OpenMP: ``_kernels.openmp_enabled()`` says which);
 * ``numpy``: ``minidl.ops.reference``, the slow, obvious NumPy versions.
 
 ``matmul`` is the exception to "slow": its reference is ``np.matmul`` (OpenBLAS).
@@ -48,7 +49,7 @@ def _load_compiled():
         warnings.warn(
             "minidl: the compiled kernels (minidl.ops._kernels) are not built "
             f"({exc}); running the slow NumPy reference kernels instead. "
-            "Install with `pip install .` to build them.",
+            "`pip install -v .` builds them and shows why they could not be built.",
             RuntimeWarning, stacklevel=3)
         return None
     return compiled
