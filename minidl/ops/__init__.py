@@ -18,6 +18,7 @@ extension is missing, one warning says so and the references run.
 
 Symbols and the column layout are documented in ``minidl/ops/reference.py``.
 """
+import importlib
 import os
 import warnings
 
@@ -44,7 +45,8 @@ BACKEND = "numpy"
 def _load_compiled():
     """Import the extension, or explain (once) why the references run instead."""
     try:
-        from . import _kernels as compiled
+        # not `from . import _kernels`: when the module is missing, that names a circular import
+        compiled = importlib.import_module(__name__ + "._kernels")
     except ImportError as exc:
         warnings.warn(
             "minidl: the compiled kernels (minidl.ops._kernels) are not built "
