@@ -6,6 +6,9 @@ mixes up KH and KW, or H and W, fails here).
 """
 import importlib.util
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +96,77 @@ def test_use_backend_switches_the_kernels_that_run(monkeypatch, rng):
     assert ops.BACKEND == "compiled"
     np.testing.assert_array_equal(ops.im2col(x, 3, 2, 1, 1, 1, 0), expected)
     assert calls == [1], "the compiled backend must not call the reference"
+
+
+def _run_python(code, **env):
+    """Run code in a fresh interpreter that imports minidl from where this suite imported it."""
+    root = str(Path(ops.__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
+           **env}
+    env = {k: v for k, v in env.items() if v is not None}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_without_the_extension_minidl_warns_once_and_runs_the_references():
+    """A failed build (the install goes on without the extension) leaves a working minidl."""
+    out = _run_python("""
+import sys, warnings
+sys.modules["minidl.ops._kernels"] = None        # import fails: as if it had not been built
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import numpy as np
+    from minidl import ops
+    from minidl.layers import Conv
+    y = Conv(1, 2, 3, rng=0).forward(np.ones((1, 1, 5, 5), np.float32))
+messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+print(ops.BACKEND, y.shape, bool(np.isfinite(y).all()), len(messages))
+print(*messages)
+""", MINIDL_BACKEND=None)
+    summary, message = out.split("\n", 1)
+    assert summary == "numpy (1, 2, 3, 3) True 1"
+    assert "compiled kernels (minidl.ops._kernels) are not built" in message
+    assert "pip install -v ." in message
+
+
+# A fresh interpreter with OMP_NUM_THREADS=3 (read when the OpenMP runtime starts) reports
+# whether the extension was built with OpenMP, its thread count, and, if the image-by-image
+# convolution runs on this CPU, how many of its per-thread gradient slots the images filled.
+_THREADS_PROBE = """
+import numpy as np
+from minidl import ops
+from minidl.ops import _kernels as k
+t = k.max_threads()
+used = -1
+if ops.FAST_MATMUL:
+    n, f, kk, p = 12, 2, 9, 4                  # 12 images of 1x4x4, 2 filters 3x3 -> 2x2
+    x = np.ones((n, 1, 4, 4), np.float32)
+    w2d = np.ones((f, kk), np.float32)
+    g = np.ones((n, f, p), np.float32)
+    grad_wt, grad_b = np.zeros((t, kk, f), np.float32), np.zeros((t, f), np.float32)
+    work, work2 = np.empty((t, kk, p), np.float32), np.empty((t, kk, p), np.float32)
+    k.conv_backward_f32(x, w2d, g, np.zeros(x.shape, np.float32), grad_wt, grad_b, work, work2,
+                        True, 3, 3, 1, 1, 0, 0, 1, 1, 2, 2)
+    assert grad_b.sum() == n * f * p
+    used = int((grad_b != 0).any(axis=1).sum())
+print(k.openmp_enabled(), t, used)
+"""
+
+
+@requires_compiled
+def test_the_extension_reports_whether_it_was_built_with_openmp():
+    """With OpenMP the kernels follow OMP_NUM_THREADS and really split images over the threads;
+    a build without it (no OpenMP runtime, as with Apple's clang) runs everything on one thread."""
+    enabled, threads, used = _run_python(_THREADS_PROBE, OMP_NUM_THREADS="3").split()
+    if enabled == "True":
+        assert threads == "3"
+        assert used in ("3", "-1")      # -1: this CPU does not run the image-by-image kernels
+    else:
+        assert enabled == "False"
+        assert threads == "1"
+        assert used in ("1", "-1")
 
 
 def test_use_backend_rejects_unknown_names():

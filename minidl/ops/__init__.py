@@ -3,7 +3,8 @@
 Two implementations share one interface:
 
 * ``compiled``: the Cython extension ``minidl.ops._kernels`` (built by
-  ``pip install``), typed loops parallelised with OpenMP;
+  ``pip install``), typed loops parallelised with OpenMP (on one thread if the
+  compiler has no OpenMP: ``_kernels.openmp_enabled()`` says which);
 * ``numpy``: ``minidl.ops.reference``, the slow, obvious NumPy versions.
 
 ``matmul`` is the exception to "slow": its reference is ``np.matmul`` (OpenBLAS).
@@ -17,6 +18,7 @@ extension is missing, one warning says so and the references run.
 
 Symbols and the column layout are documented in ``minidl/ops/reference.py``.
 """
+import importlib
 import os
 import warnings
 
@@ -43,12 +45,13 @@ BACKEND = "numpy"
 def _load_compiled():
     """Import the extension, or explain (once) why the references run instead."""
     try:
-        from . import _kernels as compiled
+        # not `from . import _kernels`: when the module is missing, that names a circular import
+        compiled = importlib.import_module(__name__ + "._kernels")
     except ImportError as exc:
         warnings.warn(
             "minidl: the compiled kernels (minidl.ops._kernels) are not built "
             f"({exc}); running the slow NumPy reference kernels instead. "
-            "Install with `pip install .` to build them.",
+            "`pip install -v .` builds them and shows why they could not be built.",
             RuntimeWarning, stacklevel=3)
         return None
     return compiled

@@ -10,10 +10,16 @@ outputs. ``minidl/ops/reference.py`` holds the plain NumPy twin of each kernel
 
 Work is split over images (im2col, col2im) or (image, channel) planes
 (pooling) with OpenMP: every thread writes a disjoint part of the output, so
-no locks or atomics are needed.
+no locks or atomics are needed. A build without OpenMP (setup.py found none)
+runs the same loops on one thread: prange is then a plain loop and threadid() 0.
 """
 from cython.parallel cimport prange, threadid
-cimport openmp
+
+# Not `cimport openmp`: that includes <omp.h> even when the compiler has no
+# OpenMP. threads.h includes it only under _OPENMP, else gives one-thread answers.
+cdef extern from "threads.h":
+    int MINIDL_OPENMP
+    int omp_get_max_threads() noexcept nogil
 
 cdef extern from "gemm.h":
     int minidl_sgemm_supported() noexcept nogil
@@ -289,8 +295,13 @@ def sgemm_into(const float[:, :] a, const float[:, :] b, float[:, ::1] c):
 # straight into the NCHW output. The (K, N*OH*OW) column matrix of the whole
 # batch (16 MB for conv2 at batch 50) is never built, nor transposed copies.
 def max_threads():
-    """Threads an OpenMP loop uses (omp_get_max_threads)."""
-    return openmp.omp_get_max_threads()
+    """Threads an OpenMP loop uses (omp_get_max_threads); 1 in a build without OpenMP."""
+    return omp_get_max_threads()
+
+
+def openmp_enabled():
+    """True if this extension was compiled with OpenMP (setup.py found it), else False."""
+    return MINIDL_OPENMP == 1
 
 
 def conv_forward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d, const float[::1] bias,

@@ -46,11 +46,14 @@
  * algorithm with its own pack buffers.  When neither splits well but K is long
  * (e.g. 25 x 16 x 39200), K is split and the partial products are summed.
  *
- * Built into minidl.ops._kernels by setup.py (plain -O3 -fopenmp). No -march
- * flag is needed: the AVX-512 functions carry a target attribute, and
- * minidl_sgemm_supported() checks the CPU at run time; Python calls
- * minidl_sgemm() only when it returns 1. With a compiler other than gcc/clang,
- * or on another architecture, only that check is compiled (it returns 0).
+ * Built into minidl.ops._kernels by setup.py (plain -O3, plus the OpenMP flag
+ * when the compiler has OpenMP; without it threads.h makes T = 1 below and the
+ * sequential path runs). No -march flag is needed: the AVX-512 functions carry
+ * a target attribute, and minidl_sgemm_supported() checks the CPU at run time;
+ * Python calls minidl_sgemm() only when it returns 1. Only gcc and clang on
+ * x86-64 compile that code (the #if below; not on Windows): with MSVC, or on
+ * ARM (aarch64, Apple silicon), only the portable loop and that check are
+ * compiled, and the check returns 0.
  */
 #include "gemm.h"
 
@@ -68,13 +71,15 @@ static void sgemm_ref(int M, int N, int K, float alpha, const float *A, long rsa
 }
 
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+/* Not on Windows, whatever the compiler: memory from aligned_alloc() below must be
+   released with free(), which the Windows C runtime does not allow. */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(_WIN32)
 
 #include <immintrin.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
-#include <omp.h>
+#include "threads.h"   /* <omp.h> if OpenMP is on, else one-thread stand-ins */
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
@@ -551,7 +556,7 @@ void minidl_sgemm(int M, int N, int K, float alpha,
     free(part);
 }
 
-#else  /* not gcc/clang on x86-64: no fast path; Python uses np.matmul */
+#else  /* not gcc/clang on x86-64, or Windows: no fast path; Python uses np.matmul */
 
 int minidl_sgemm_supported(void) { return 0; }
 
