@@ -12,7 +12,7 @@ from .gradcheck import check_layer, check_loss, passes
 from .layers import FC, Conv, Flatten, L2Regularizer, MaxPool, ReLU, RegularizedLoss, SoftmaxCrossEntropy
 from .layers import (AvgPool, BatchNorm, Dropout, GlobalAvgPool, LeakyReLU, LocalResponseNorm,
                      MeanSquaredError, MulticlassHingeLoss, Residual, Sigmoid, Tanh, resnet_block)
-from .net import Sequential
+from .layers import Sequential
 from .models import lab_net
 
 F64 = np.float64

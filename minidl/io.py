@@ -28,7 +28,7 @@ import json
 
 from . import layers as _layers
 from .checkpoint import atomic_savez, load_npz
-from .net import Sequential
+from .layers import Sequential
 
 FORMAT = "minidl-model-1"
 

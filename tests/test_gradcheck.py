@@ -10,7 +10,7 @@ import pytest
 from minidl.gradcheck import check_layer, check_loss, numerical_gradient, relative_error
 from minidl.layers import FC, Conv, Flatten, L2Regularizer, MaxPool, RegularizedLoss, ReLU, SoftmaxCrossEntropy
 from minidl.models import lab_net
-from minidl.net import Sequential
+from minidl.layers import Sequential
 
 F64 = np.float64
 TOL = 1e-6
@@ -189,7 +189,7 @@ def test_an_exactly_zero_gradient_passes_but_a_wrong_one_does_not():
     while a wrong nonzero gradient of the same tensor must still fail."""
     from minidl.gradcheck import check_layer
     from minidl.layers import BatchNorm, Conv
-    from minidl.net import Sequential
+    from minidl.layers import Sequential
 
     rng = np.random.default_rng(3)
     net = Sequential([Conv(2, 3, 3, padding=1, dtype=np.float64, rng=rng), BatchNorm(3, dtype=np.float64)])

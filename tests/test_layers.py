@@ -14,7 +14,7 @@ import naive
 from minidl import layers, ops
 from minidl.layers import FC, Conv, Flatten, L2Regularizer, MaxPool, RegularizedLoss, ReLU, SoftmaxCrossEntropy
 from minidl.models import lab_net
-from minidl.net import Sequential
+from minidl.layers import Sequential
 
 DTYPES = [np.float32, np.float64]
 

@@ -9,7 +9,7 @@ import pytest
 from minidl.checkpoint import atomic_savez, load_npz
 from minidl.layers import FC, Conv, Flatten, L2Regularizer, MaxPool, RegularizedLoss, ReLU, SoftmaxCrossEntropy
 from minidl.models import lab_net
-from minidl.net import Sequential
+from minidl.layers import Sequential
 from minidl.optim import SGD, EpochPolicy
 from minidl.trainer import Callback, NonFiniteLossError, Trainer, evaluate
 

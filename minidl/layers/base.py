@@ -138,6 +138,20 @@ class Layer(abc.ABC):
                              f"(the shape of the last output), got {grad_out.shape}")
 
 
+def call_backprop(layer, grad_out, need_input_grad=True):
+    """(dL/dx or None, [(param, grad), ...]) from any object with the layer contract.
+
+    A layer's own ``backprop`` if it has one (it may share work between the two
+    gradients); otherwise the two lab methods, ``backward_params`` then
+    ``backward_inputs``. Containers and the trainer go through here, so a
+    student's layer with only the two lab methods fits anywhere a built-in does.
+    """
+    if hasattr(layer, "backprop"):
+        return layer.backprop(grad_out, need_input_grad=need_input_grad)
+    pairs = layer.backward_params(grad_out) if hasattr(layer, "backward_params") else []
+    return (layer.backward_inputs(grad_out) if need_input_grad else None), pairs
+
+
 # ----------------------------------------------------------- argument parsing
 def as_pair(value, what, layer, minimum=1):
     """An int or a pair of ints -> (h, w), each >= minimum; numpy integers accepted."""

@@ -20,17 +20,10 @@ Symbols and the column layout are documented in ``minidl/ops/reference.py``.
 import os
 import warnings
 
-# The kernels' OpenMP threads and OpenBLAS's own threads take turns on the same
-# cores. By default an idle OpenMP thread spins for a while before sleeping and
-# steals the core the next matrix product needs (3x slower training steps on
-# 2 cores). Sleeping at once costs nothing here. It must be set before the
-# OpenMP runtime loads; a value the user set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from . import reference  # noqa: E402
-from .reference import output_size  # noqa: E402
+from . import reference
+from .reference import output_size
 
 __all__ = ["BACKEND", "FAST_MATMUL", "axpy", "conv_backward", "conv_forward", "fused_conv",
            "im2col", "matmul", "col2im", "maxpool_forward", "maxpool_backward",
