@@ -1,14 +1,10 @@
 """Shared fixtures. The suite runs once per backend (MINIDL_BACKEND=compiled|numpy)."""
 import os
-import sys
 
 import numpy as np
 import pytest
 
-# the naive oracles live beside the tests: `import naive` works however pytest imports files
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from minidl import ops  # noqa: E402
+from minidl import ops
 
 
 @pytest.fixture

@@ -84,19 +84,6 @@ class Layer(abc.ABC):
     def __call__(self, x):
         return self.forward(x)
 
-    def _workspace(self, key, shape, dtype):
-        """A scratch array kept across calls and reused while shape and dtype stay the same.
-
-        For internal intermediates only (column matrices), never for arrays a method
-        returns: the next call overwrites it. Reuse spares a large allocation per
-        step, and the page faults of touching fresh memory.
-        """
-        buffers = self.__dict__.setdefault("_workspaces", {})
-        buf = buffers.get(key)
-        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
-            buf = buffers[key] = np.empty(shape, dtype=dtype)
-        return buf
-
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r})"
 
