@@ -166,7 +166,7 @@ def _check_rate(owner, what, value, low, high, high_open=True):
 
 
 class DampedMomentumSGD(SGD):
-    """SGD with the VGG practical's damped momentum, exactly (seed 000, part 2):
+    """SGD with the damped momentum of the VGG (Oxford) CNN practical, exactly:
 
         g = grad + weight_decay * w        (the practical's "shrinkage")
         mu = momentum * mu + (1 - momentum) * g,    mu starting at 0

@@ -1,4 +1,4 @@
-"""Bad arguments fail early with a message a student can act on (issue #6).
+"""Bad arguments fail early with a message a student can act on.
 
 Every message must name the layer and say what was expected and what was
 received; none may be a bare IndexError or Cython's "No matching signature found".

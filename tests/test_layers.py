@@ -272,6 +272,12 @@ def test_softmax_cross_entropy_labels_one_hot_and_soft_targets(rng, dtype):
     np.testing.assert_array_equal(loss.backward_inputs(logits, labels), loss.backward_inputs(logits, one_hot))
 
 
+def test_softmax_cross_entropy_of_a_perfect_fit_is_plus_zero():
+    """All the probability on the right class: the loss is 0.0, not -0.0 (which prints as such)."""
+    loss = SoftmaxCrossEntropy().forward(np.array([[0.0, -1e4], [-1e4, 0.0]]), np.array([0, 1]))
+    assert loss == 0.0 and not math.copysign(1.0, loss) < 0 and str(loss) == "0.0"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_cross_entropy_is_stable_for_huge_logits(dtype):
     logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4 + 1, -1e4]], dtype=dtype)
@@ -565,7 +571,7 @@ def test_batch_size_may_change_between_calls(rng, name, make, shape):
 
 
 def test_pinned_positional_signatures():
-    """Issue #2 pins the constructors' positional order; other code relies on it."""
+    """The constructors' positional order is part of the API (the lab code calls them positionally)."""
     import inspect
 
     from minidl.layers import FC, Conv, L2Regularizer, MaxPool

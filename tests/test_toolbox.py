@@ -1,4 +1,4 @@
-"""The CNN toolbox (issue #5): each layer, loss, optimiser and schedule against an
+"""The CNN toolbox: each layer, loss, optimiser and schedule against an
 independent oracle: loops written from the definition, a closed form worked out
 by hand, or PyTorch (used only here, as an oracle; those tests skip without it).
 
@@ -107,7 +107,7 @@ def avgpool_grad_loops(x_shape, g, kh, kw, sh, sw, ph, pw):
 
 
 def lrn_loops(x, rho, alpha, beta, kappa):
-    """Seed 000 part 1.4, element by element:
+    """Local response normalisation as the VGG practical defines it, element by element:
     y_kv = x_kv / (kappa + alpha/rho * sum_{c in G(k)} x_cv^2)^beta,
     G(k) = [k - floor(rho/2), k + ceil(rho/2)] intersected with {0..C-1}."""
     n_img, channels, h, w = x.shape
@@ -316,7 +316,7 @@ def test_lrn_window_is_rho_plus_one_channels_by_hand():
 
 
 def test_lrn_l2_normalisation_as_in_the_practical(rng):
-    # seed 000: F.local_response_norm(x, 5, alpha=5, beta=0.5, k=0) on an RGB image is x / ||x||
+    # the VGG practical: F.local_response_norm(x, 5, alpha=5, beta=0.5, k=0) on an RGB image is x / ||x||
     x = rng.standard_normal((1, 3, 6, 5))
     y = LocalResponseNorm(5, alpha=5, beta=0.5, k=0).forward(x)
     np.testing.assert_allclose(y, x / np.sqrt((x ** 2).sum(axis=1)), rtol=1e-13)
@@ -761,7 +761,7 @@ def test_sgd_momentum_variants_by_hand():
 
 
 def test_damped_momentum_sgd_is_the_vgg_practicals_loop(rng):
-    """Seed 000: mu = m*mu + (1-m)*(grad + shrinkage*w), mu starting at 0; w -= rate * mu."""
+    """The VGG practical's loop: mu = m*mu + (1-m)*(grad + shrinkage*w), mu starting at 0; w -= rate * mu."""
     rate, momentum, shrinkage = 0.5, 0.9, 1e-2
     w = rng.standard_normal((3, 3))
     w_ref = w.copy()

@@ -188,7 +188,7 @@ class Residual(Layer):
     A container: ``child_fields`` names the attributes holding its sub-layers.
     """
 
-    cache_slots = ("mask",)
+    cache_slots = ("mask", "y_shape", "y_dtype")
     child_fields = ("body", "shortcut")
 
     def __init__(self, body, shortcut=None, relu=True, name=None):
@@ -204,7 +204,7 @@ class Residual(Layer):
         self.relu = bool(relu)
         self.mask = None     # boolean z > 0 (with the ReLU): read by backprop
         self.y_shape = None  # shape of the last output: read by backprop's checks
-        self._dtype = None   # dtype of the last output: backprop checks grad_out against it
+        self.y_dtype = None  # dtype of the last output: backprop checks grad_out against it
 
     def children(self):
         """The sub-layers: [body] or [body, shortcut]."""
@@ -222,7 +222,7 @@ class Residual(Layer):
             raise ValueError(f"{self._describe()}: the body's output has shape {body_out.shape}, "
                              f"{what} {short_out.shape}; they must match to be added{hint}")
         total = body_out + short_out
-        self.y_shape, self._dtype = total.shape, total.dtype
+        self.y_shape, self.y_dtype = total.shape, total.dtype
         if self.relu:
             self.mask = total > 0
             return total * self.mask
@@ -232,7 +232,7 @@ class Residual(Layer):
     def backprop(self, grad_out, need_input_grad=True):
         """grad_out (N, F, OH, OW) -> (dL/dx (N, C, H, W) or None, pairs of body then shortcut)."""
         y_shape = self._cached("y_shape", "backprop")
-        self._check_grad(grad_out, y_shape, self._dtype)
+        self._check_grad(grad_out, y_shape, self.y_dtype)
         grad_sum = grad_out * self.mask if self.relu else grad_out     # dL/dz
         grad_body, pairs = call_backprop(self.body, grad_sum, need_input_grad)
         if self.shortcut is None:
@@ -291,7 +291,7 @@ def projection_shortcut(in_channels, out_channels, stride=1, dtype=np.float32, r
 
 
 def resnet_block(in_channels, out_channels, stride=1, dtype=np.float32, rng=None, name=None):
-    """The ResNet basic block (seed 003's ResNetBlock): x (N, C, H, W) -> y (N, F, OH, OW),
+    """The ResNet basic block (He et al. 2016): x (N, C, H, W) -> y (N, F, OH, OW),
 
         body:     conv 3x3 (stride, pad 1, no bias) -> BatchNorm -> ReLU -> conv 3x3 (pad 1, no bias) -> BatchNorm
         shortcut: identity if stride == 1 and C == F, else conv 1x1 (stride, no bias) -> BatchNorm
