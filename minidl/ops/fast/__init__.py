@@ -28,7 +28,7 @@ if _setting not in ("0", "1", ""):
 ENABLED = _setting != "0"
 
 try:
-    from .. import _kernels as _fast
+    from . import _fast
     IMPORT_ERROR = None
 except ImportError as exc:       # minidl.ops warns once that the compiled kernels are missing
     _fast, IMPORT_ERROR = None, exc
