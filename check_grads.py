@@ -1,16 +1,17 @@
 """Check every layer's backprop against float64 central differences.
 
-    python check_grads.py                       # every built-in layer, several configurations
+    python check_grads.py                       # every built-in case
     python check_grads.py --select conv         # only the cases whose name contains "conv"
     python check_grads.py --layer mypkg.mymod:MyLayer --args '{"size": 3}' --input-shape 2,3,8,8
 
-Prints one row per checked tensor and exits with status 1 if any check fails.
+Prints one row per checked tensor. Exit status: 0 if every tensor passed, 1 if any
+failed, 2 for a usage error (including a --select that matches no case).
 """
 import argparse
 import sys
 
-from minidl.gradcheck_cli import check_user_layer, print_table
-from minidl.gradcheck_suite import run_builtin
+from minidl.gradcheck import check_user_layer, print_table
+from minidl.gradcheck_cases import run_cases, select
 
 
 def main(argv=None):
@@ -24,10 +25,17 @@ def main(argv=None):
     parser.add_argument("--verbose", action="store_true", help="print the worst entry of failing tensors")
     args = parser.parse_args(argv)
     if args.layer:
-        results = [check_user_layer(args.layer, args.args, args.input_shape, args.tol, args.seed)]
+        try:
+            results = [check_user_layer(args.layer, args.args, args.input_shape, args.tol, args.seed)]
+        except (ValueError, ImportError) as exc:
+            parser.error(str(exc))
     else:
-        results = run_builtin(seed=args.seed, select=args.select, tol=args.tol)
-    return print_table(results, args.tol, verbose=args.verbose)
+        cases = select(args.select)
+        if not cases:
+            parser.error(f"no built-in case matches --select {args.select!r}")
+        results = run_cases(cases, seed=args.seed, tol=args.tol)
+    failures = print_table(results, verbose=args.verbose)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
