@@ -191,12 +191,20 @@ class OptionalBuildExt(build_ext):
 extensions = [
     Extension(
         "minidl.ops._kernels",
-        ["minidl/ops/_kernels.pyx", "minidl/ops/gemm.c"],
+        ["minidl/ops/_kernels.pyx"],
         include_dirs=[np.get_include(), "minidl/ops"],
-        depends=["minidl/ops/gemm.h", "minidl/ops/threads.h"],
+        depends=["minidl/ops/threads.h", "minidl/ops/_im2col.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
-    )
+    ),
+    # the fast float32 path (minidl/ops/fast/README.md): gemm.c and the image-by-image convolution
+    Extension(
+        "minidl.ops.fast._fast",
+        ["minidl/ops/fast/_fast.pyx", "minidl/ops/fast/gemm.c"],
+        include_dirs=[np.get_include(), "minidl/ops/fast", "minidl/ops"],
+        depends=["minidl/ops/fast/gemm.h", "minidl/ops/threads.h", "minidl/ops/_im2col.pxd"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
+    ),
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}),
+setup(ext_modules=cythonize(extensions, include_path=["."], compiler_directives={"language_level": "3"}),
       cmdclass={"build_ext": OptionalBuildExt})

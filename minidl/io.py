@@ -38,7 +38,7 @@ import secrets
 import numpy as np
 
 from . import layers as _layers
-from .net import Sequential
+from .layers import Sequential
 from .torch_import import load_torch_state_dict  # noqa: F401  (PyTorch state dicts)
 
 FORMAT = "minidl-model-1"

@@ -24,8 +24,7 @@ that model's modules, dots included (``features.0``, ``layer1.0``, ``fc``), so t
 import numpy as np
 
 from .layers import (FC, AdaptiveAvgPool, AvgPool, BatchNorm, Conv, Dropout, Flatten, GlobalAvgPool, MaxPool,
-                     ReLU, Residual, Tanh)
-from .net import Sequential
+                     ReLU, Residual, Sequential, Tanh)
 
 
 def lab_net(in_channels=1, image_size=28, conv1_width=16, conv2_width=32, fc_width=512,

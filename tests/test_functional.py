@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-import naive
 import minidl.functional as F
 from minidl.layers import AvgPool, Conv, LocalResponseNorm, MaxPool
+from minidl.ops import naive
 
 try:
     import torch
@@ -35,7 +35,7 @@ def avg_pool_loops(x, kernel, stride, padding):
     """Mean of each window of the zero-padded input, divided by KH*KW (count_include_pad)."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, w = x.shape
-    oh, ow = naive.out_size(h, kh, sh, ph), naive.out_size(w, kw, sw, pw)
+    oh, ow = naive.output_size(h, kh, sh, ph), naive.output_size(w, kw, sw, pw)
     y = np.zeros((n, c, oh, ow))
     for a in range(n):
         for b in range(c):

@@ -7,7 +7,7 @@ import pytest
 
 from minidl import io, models
 from minidl.gradcheck import check_layer
-from minidl.net import Sequential
+from minidl.layers import Sequential
 
 try:
     import torch

@@ -16,7 +16,8 @@ from minidl.layers import (AvgPool, BatchNorm, Conv, Dropout, FC, Flatten, Globa
                            Residual, Sigmoid, SoftmaxCrossEntropy, Tanh, projection_shortcut, resnet_block)
 from minidl.layers.pool import avg_pool_naive
 from minidl.layers.norm import local_response_norm_backward_naive, local_response_norm_naive
-from minidl.net import Sequential, cache_nbytes
+from minidl.layers import Sequential
+from minidl.layers.containers import cache_nbytes
 from minidl.optim import (SGD, Adam, CosineDecay, DampedMomentumSGD, ExponentialDecay, RMSprop,
                           StepDecay)
 

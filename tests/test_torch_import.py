@@ -5,7 +5,7 @@ import pytest
 
 from minidl import io, models
 from minidl.layers import FC, BatchNorm, Conv, ReLU, Residual
-from minidl.net import Sequential
+from minidl.layers import Sequential
 from minidl.torch_import import IncompatibleKeys, import_torchvision, torch_keys, torch_state_dict
 
 try:

@@ -4,7 +4,7 @@ import pytest
 
 from minidl import transforms as T
 from minidl.layers import FC, Dropout, Flatten
-from minidl.net import Sequential
+from minidl.layers import Sequential
 
 
 def gen(seed=0):
