@@ -42,8 +42,8 @@ import numpy as np
 
 import minidl
 from minidl import functional as F
-from minidl import Sequential, labkit, models
-from minidl.layers import AvgPool, Conv, Flatten, MaxPool, SoftmaxCrossEntropy
+from minidl import labkit, models
+from minidl.layers import AvgPool, Conv, Flatten, MaxPool, Sequential, SoftmaxCrossEntropy
 
 QUICK = labkit.quick()
 rng = np.random.default_rng(0)
