@@ -29,6 +29,7 @@ import json
 from . import layers as _layers
 from .checkpoint import atomic_savez, load_npz
 from .net import Sequential
+from .torch_import import load_torch_state_dict  # noqa: F401  (PyTorch state dicts)
 
 FORMAT = "minidl-model-1"
 
