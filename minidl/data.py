@@ -64,7 +64,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .checkpoint import atomic_write_bytes
+from .io import atomic_write_bytes
 
 # ---------------------------------------------------------------------------
 # Tables: files, checksums, sources (module-level so tests can substitute them)

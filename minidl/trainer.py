@@ -4,7 +4,8 @@
 optimiser step. Callbacks see every step and every epoch (progress bars, filter
 images and plots plug in there). The whole training state (parameters,
 optimiser state, random generator, position inside the epoch, history) goes
-into an atomic checkpoint, so an interrupted run resumes exactly where it stopped.
+into a checkpoint (a model file plus the training state, see ``minidl.io``), so
+an interrupted run resumes exactly where it stopped, bit for bit.
 """
 import signal
 import threading
@@ -12,11 +13,12 @@ import time
 
 import numpy as np
 
-from .checkpoint import atomic_savez, load_npz
+from . import io
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf; training stopped before the state was touched."""
+    """The loss became NaN or inf; training stopped before the parameters, buffers and
+    optimiser state were changed by the failing step."""
 
 
 class Callback:
@@ -97,10 +99,17 @@ class Trainer:
     and optionally ``backward_params()`` (a ``RegularizedLoss``). ``lr_schedule``
     maps an epoch (from 1) to a learning rate. ``checkpoint_path``: where each
     epoch end (and Ctrl-C) writes the full training state.
+
+    ``transform(x_batch, rng) -> x_batch`` is applied to every training batch
+    (N, C, H, W) before the forward pass (augmentation: random crops, flips);
+    ``rng`` is ``self.transform_rng``, a generator of its own that checkpoints
+    save, so a resumed run draws the same augmentations. Validation and test
+    images are never transformed. ``seed`` seeds the shuffling (``self.rng``)
+    and, through a child seed, ``transform_rng``.
     """
 
     def __init__(self, net, loss, optimizer, lr_schedule=None, batch_size=50, seed=0,
-                 callbacks=(), eval_batch_size=1000, checkpoint_path=None):
+                 callbacks=(), eval_batch_size=1000, checkpoint_path=None, transform=None):
         if int(batch_size) < 1:
             raise ValueError(f"Trainer: batch_size must be >= 1, got {batch_size}")
         self.net, self.loss, self.optimizer = net, loss, optimizer
@@ -109,7 +118,10 @@ class Trainer:
         self.eval_batch_size = int(eval_batch_size)
         self.callbacks = list(callbacks)
         self.checkpoint_path = checkpoint_path
-        self.rng = np.random.default_rng(seed)
+        self.transform = transform
+        seed_sequence = np.random.SeedSequence(seed)
+        self.rng = np.random.default_rng(seed_sequence)                       # shuffles each epoch
+        self.transform_rng = np.random.default_rng(seed_sequence.spawn(1)[0])  # the transform's draws
         self.epoch = 0             # completed epochs
         self.step_in_epoch = 0     # steps done in the current (unfinished) epoch
         self.global_step = 0
@@ -121,10 +133,13 @@ class Trainer:
     # ---------------------------------------------------------------- steps
     def train_step(self, x, y):
         """One optimiser step on a batch; returns (loss, number correct)."""
+        buffers = [(arr, arr.copy()) for _, arr in self.net.buffers()]  # running statistics before forward
         logits = self.net.forward(x)
         # a diverged network gives inf/NaN logits, which the loss itself would reject
         loss_value = self.loss.forward(logits, y) if np.isfinite(logits).all() else float("nan")
         if not np.isfinite(loss_value):
+            for arr, before in buffers:  # undo what this forward did to the running statistics
+                arr[...] = before
             raise NonFiniteLossError(
                 f"the loss is {loss_value} at step {self.step_in_epoch + 1} of epoch {self.epoch + 1} "
                 f"(global step {self.global_step + 1}); training stopped before updating the "
@@ -163,7 +178,7 @@ class Trainer:
                     epoch = self.epoch + 1
                     self.optimizer.lr = self.current_lr(epoch)
                     if self.step_in_epoch == 0:
-                        self._epoch_rng_state = self.rng.bit_generator.state
+                        self._epoch_rng_state = io.generator_state(self.rng)
                         self._running = {"loss_sum": 0.0, "correct": 0, "seen": 0}
                         self._epoch_started = time.perf_counter()
                         for cb in self.callbacks:
@@ -176,6 +191,8 @@ class Trainer:
                     while self.step_in_epoch < steps_per_epoch:
                         idx = order[self.step_in_epoch * self.batch_size:(self.step_in_epoch + 1) * self.batch_size]
                         xb, yb = x[idx], y[idx]
+                        if self.transform is not None:
+                            xb = self._transformed(xb)
                         loss_value, correct = self.train_step(xb, yb)
                         self.step_in_epoch += 1
                         self.global_step += 1
@@ -218,56 +235,33 @@ class Trainer:
                     cb.on_train_end(self)
         return self.history
 
+    def _transformed(self, x):
+        out = self.transform(x, self.transform_rng)
+        if not isinstance(out, np.ndarray) or len(out) != len(x):
+            shape = getattr(out, "shape", type(out).__name__)
+            raise ValueError(f"Trainer: the transform must return an array of {len(x)} inputs, "
+                             f"got {shape} from a batch of shape {x.shape}")
+        return out
+
     # --------------------------------------------------------- checkpoints
     def save_checkpoint(self, path):
-        """Write parameters, buffers, optimiser state and the loop position atomically."""
-        arrays = {f"param.{i}": arr for i, (_, arr) in enumerate(self.net.params())}
-        arrays.update({f"buffer.{i}": arr for i, (_, arr) in enumerate(self.net.buffers())})
-        params = [arr for _, arr in self.net.params()]
-        arrays.update({f"optim.{k}": v for k, v in self.optimizer.state_dict(params).items()})
-        meta = {"format": "minidl-checkpoint-1", "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-                "global_step": self.global_step, "history": self.history,
-                "rng_state": _jsonable(self.rng.bit_generator.state),
-                "epoch_rng_state": _jsonable(self._epoch_rng_state),
-                "running": self._running,
-                "param_names": [name for name, _ in self.net.params()],
-                "buffer_names": [name for name, _ in self.net.buffers()]}
-        atomic_savez(path, arrays, meta)
+        """Write a checkpoint (``minidl.io``): a model file of the net plus the optimiser
+        state, the loop position, the history and every random generator, atomically."""
+        state = {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+                 "history": self.history, "running": self._running,
+                 "rng_state": io.generator_state(self.rng),
+                 "epoch_rng_state": self._epoch_rng_state,
+                 "transform_rng_state": io.generator_state(self.transform_rng)}
+        io.save_checkpoint(path, self.net, self.optimizer, state)
 
     def load_checkpoint(self, path):
-        """Restore a state written by ``save_checkpoint`` into this trainer's net and optimiser."""
-        arrays, meta = load_npz(path)
-        if not meta or meta.get("format") != "minidl-checkpoint-1":
-            raise ValueError(f"{path}: not a minidl training checkpoint")
-        names = [name for name, _ in self.net.params()]
-        if meta["param_names"] != names:
-            raise ValueError(f"{path}: the checkpoint is for a different network "
-                             f"(parameters {meta['param_names']}, this net has {names})")
-        for i, (name, arr) in enumerate(self.net.params()):
-            saved = arrays[f"param.{i}"]
-            if saved.shape != arr.shape:
-                raise ValueError(f"{path}: parameter {name} has shape {saved.shape} in the checkpoint, "
-                                 f"{arr.shape} in the net")
-            arr[...] = saved
-        for i, (name, arr) in enumerate(self.net.buffers()):
-            saved = arrays.get(f"buffer.{i}")
-            if saved is None or saved.shape != arr.shape:
-                raise ValueError(f"{path}: buffer {name} is missing or has another shape in the checkpoint")
-            arr[...] = saved
-        optim_state = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
-        self.optimizer.load_state_dict([arr for _, arr in self.net.params()], optim_state)
-        self.epoch, self.step_in_epoch = meta["epoch"], meta["step_in_epoch"]
-        self.global_step, self.history = meta["global_step"], meta["history"]
-        self.rng.bit_generator.state = meta["rng_state"]
-        self._epoch_rng_state = meta["epoch_rng_state"]
-        self._running = meta["running"]
-        return meta
-
-
-def _jsonable(state):
-    """numpy's generator state with numpy integers made plain (for JSON)."""
-    if isinstance(state, dict):
-        return {k: _jsonable(v) for k, v in state.items()}
-    if isinstance(state, (np.integer,)):
-        return int(state)
-    return state
+        """Restore a checkpoint written by ``save_checkpoint`` (the same architecture and
+        optimiser type) into this trainer; returns the trainer state it read."""
+        state = io.load_checkpoint(path, self.net, self.optimizer)
+        self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
+        self.global_step, self.history = state["global_step"], state["history"]
+        self.rng.bit_generator.state = state["rng_state"]
+        self._epoch_rng_state = state["epoch_rng_state"]
+        self.transform_rng.bit_generator.state = state["transform_rng_state"]
+        self._running = state["running"]
+        return state

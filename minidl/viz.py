@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .checkpoint import atomic_target
+from .io import atomic_target
 from .metrics import _as_index_vector, top_k
 
 __all__ = ["filter_grid", "save_filter_grid", "plot_training", "training_figure",

@@ -171,13 +171,45 @@ def test_damaged_files_are_refused(rng, tmp_path):
         io.load(plain)
 
 
-def test_a_training_checkpoint_is_not_a_model_file(rng, tmp_path):
+def test_a_training_checkpoint_loads_as_a_model_file(rng, tmp_path):
+    """A checkpoint is a model file plus the training state: io.load gives the trained net."""
     net = lab_net(conv1_width=2, conv2_width=2, fc_width=4, rng=rng)
-    trainer = Trainer(net, SoftmaxCrossEntropy(), SGD(0.1), batch_size=4)
-    trainer.fit(rng.standard_normal((8, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 8), epochs=1)
+    trainer = Trainer(net, SoftmaxCrossEntropy(), SGD(0.1, momentum=0.9), batch_size=4)
+    x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
+    trainer.fit(x, rng.integers(0, 10, 8), epochs=1)
     trainer.save_checkpoint(tmp_path / "ckpt.npz")
-    with pytest.raises(ValueError, match="Trainer.load_checkpoint"):
-        io.load(tmp_path / "ckpt.npz")
+    loaded = io.load(tmp_path / "ckpt.npz")
+    assert repr(loaded) == repr(net)
+    np.testing.assert_array_equal(loaded.forward(x), net.forward(x))
+    fresh = io.load_into(lab_net(conv1_width=2, conv2_width=2, fc_width=4, rng=1), tmp_path / "ckpt.npz")
+    np.testing.assert_array_equal(fresh.forward(x), net.forward(x))
+    arrays, meta = io.load_npz(tmp_path / "ckpt.npz")
+    assert meta["format"] == io.FORMAT and meta["checkpoint"]["optimizer"] == "SGD"
+    assert meta["checkpoint"]["trainer"]["global_step"] == 2
+    assert {f"optim.{i}.velocity" for i in range(8)} <= set(arrays)
+
+
+def test_a_checkpoint_keeps_the_state_of_every_dropout_generator(tmp_path):
+    """Layers that share one generator have it saved once; restoring sets the shared one."""
+    shared = np.random.default_rng(3)
+    net = Sequential([FC(4, 4, rng=0), Dropout(0.5, rng=shared), Sequential([Dropout(0.3, rng=1)]),
+                      Dropout(0.2, rng=shared)])
+    trainer = Trainer(net, SoftmaxCrossEntropy(), SGD(0.1), batch_size=4)
+    x = np.ones((8, 4), dtype=np.float32)
+    trainer.fit(x, np.zeros(8, dtype=np.int64), epochs=1)
+    trainer.save_checkpoint(tmp_path / "ckpt.npz")
+    expected = [net[1].rng.random(5), net[2][0].rng.random(5)]
+    _, meta = io.load_npz(tmp_path / "ckpt.npz")
+    assert len(meta["checkpoint"]["layer_generators"]) == 2
+    other_shared = np.random.default_rng(7)
+    other = Sequential([FC(4, 4, rng=0), Dropout(0.5, rng=other_shared), Sequential([Dropout(0.3, rng=8)]),
+                        Dropout(0.2, rng=other_shared)])
+    Trainer(other, SoftmaxCrossEntropy(), SGD(0.1)).load_checkpoint(tmp_path / "ckpt.npz")
+    np.testing.assert_array_equal(other[1].rng.random(5), expected[0])
+    np.testing.assert_array_equal(other[2][0].rng.random(5), expected[1])
+    without = Sequential([FC(4, 4, rng=0), Dropout(0.5), Sequential([Dropout(0.3)]), Dropout(0.2)])
+    with pytest.raises(ValueError, match="2 random generators in the checkpoint, 3 in the net"):
+        Trainer(without, SoftmaxCrossEntropy(), SGD(0.1)).load_checkpoint(tmp_path / "ckpt.npz")
 
 
 def test_missing_array_is_reported(rng, tmp_path):
@@ -227,7 +259,7 @@ def test_unknown_type_in_a_file(rng, tmp_path):
         arrays = {k: data[k] for k in data.files}
     meta = json.loads(arrays.pop("__meta__").tobytes())
     meta["architecture"]["children"]["layers"][0]["type"] = "Transformer"
-    from minidl.checkpoint import atomic_savez
+    from minidl.io import atomic_savez
     atomic_savez(tmp_path / "odd.npz", arrays, meta)
     with pytest.raises(ValueError, match="unknown layer type 'Transformer'"):
         io.load(tmp_path / "odd.npz")

@@ -5,7 +5,8 @@ Part of CI: the data comes from the cache, the public mirrors, or the npm packag
 import numpy as np
 import pytest
 
-from minidl.runs import RunConfig, train_run
+import train_mnist
+from minidl import runs
 
 
 @pytest.mark.slow
@@ -15,9 +16,9 @@ def test_lab_network_learns_real_mnist(tmp_path):
     data = load_mnist()
     assert data.train_x.shape == (55000, 1, 28, 28) and data.test_x.shape == (10000, 1, 28, 28)
     # 10,000 training images, two epochs at the lab's first learning rate, then the full test set
-    config = RunConfig(out=str(tmp_path / "run"), epochs=2, limit=10000, lr_policy={1: 0.1},
-                       filter_every=0, progress=False)
-    result = train_run(config, data=data, log=lambda *a, **k: None)
+    options = runs.options(out=str(tmp_path / "run"), epochs=2, limit=10000, lr_policy={1: 0.1},
+                           filter_every=0, progress=False)
+    _, result = train_mnist.train(options, data)
     assert result["test_accuracy"] > 0.95, result["test_accuracy"]
     # the validation accuracy after the last epoch is in the history and plausible too
     assert result["history"][-1]["val_accuracy"] > 0.95

@@ -839,7 +839,7 @@ def test_optimisers_match_torch(rng, name):
 
 @pytest.mark.parametrize("make", [lambda: Adam(0.01), lambda: RMSprop(0.01), lambda: DampedMomentumSGD(0.1)])
 def test_optimiser_state_round_trip_continues_exactly(rng, make, tmp_path):
-    from minidl.checkpoint import atomic_savez, load_npz
+    from minidl.io import atomic_savez, load_npz
     w = rng.standard_normal((2, 3)).astype(np.float32)
     grads = [rng.standard_normal((2, 3)).astype(np.float32) for _ in range(6)]
     straight = w.copy()

@@ -6,11 +6,13 @@ import re
 import numpy as np
 import pytest
 
-from minidl.checkpoint import atomic_savez, load_npz
-from minidl.layers import FC, Conv, Flatten, L2Regularizer, MaxPool, RegularizedLoss, ReLU, SoftmaxCrossEntropy
+from minidl import io
+from minidl.io import atomic_savez, load_npz
+from minidl.layers import (FC, BatchNorm, Conv, Dropout, Flatten, L2Regularizer, Layer, MaxPool, RegularizedLoss,
+                           ReLU, SoftmaxCrossEntropy)
 from minidl.models import lab_net
 from minidl.net import Sequential
-from minidl.optim import SGD, EpochPolicy
+from minidl.optim import SGD, Adam, EpochPolicy
 from minidl.trainer import Callback, NonFiniteLossError, Trainer, evaluate
 
 
@@ -98,11 +100,11 @@ def lab_data(n=40, seed=0):
     return x, y
 
 
-def make_trainer(seed=0, path=None, callbacks=(), net=None):
+def make_trainer(seed=0, path=None, callbacks=(), net=None, transform=None):
     net = net if net is not None else small_lab_net(seed)
     loss = RegularizedLoss(SoftmaxCrossEntropy(), [L2Regularizer(net[0].weights, 1e-3)])
     return Trainer(net, loss, SGD(0.05, momentum=0.9), lr_schedule=EpochPolicy({1: 0.05, 2: 0.02}),
-                   batch_size=8, seed=123, callbacks=callbacks, checkpoint_path=path)
+                   batch_size=8, seed=123, callbacks=callbacks, checkpoint_path=path, transform=transform)
 
 
 def params_of(trainer):
@@ -114,6 +116,11 @@ def assert_bit_identical(a, b):
     for u, v in zip(a, b):
         assert u.dtype == v.dtype
         np.testing.assert_array_equal(u, v)
+
+
+def trainer_state(path):
+    """The trainer's part of a checkpoint file, read without loading it."""
+    return load_npz(path)[1]["checkpoint"]["trainer"]
 
 
 def without_seconds(history):
@@ -232,7 +239,7 @@ def test_resume_from_the_middle_of_an_epoch_is_bit_identical(tmp_path, k):
     interrupted.fit(x, y, epochs=2)
     assert interrupted.stopped_by_user
     assert interrupted.step_in_epoch == k % 5 and interrupted.global_step == k
-    saved = load_npz(path)[1]
+    saved = trainer_state(path)
     assert saved["step_in_epoch"] == k % 5 and saved["epoch"] == k // 5
 
     resumed = make_trainer(seed=7)
@@ -250,7 +257,7 @@ def test_a_checkpoint_for_another_network_is_refused(tmp_path):
     trainer.fit(x, y, epochs=1)
     trainer.save_checkpoint(tmp_path / "ckpt.npz")
     other = Trainer(tiny_cnn(), SoftmaxCrossEntropy(), SGD(0.1))
-    with pytest.raises(ValueError, match="different network"):
+    with pytest.raises(ValueError, match="different architecture"):
         other.load_checkpoint(tmp_path / "ckpt.npz")
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip file")
     with pytest.raises(ValueError, match="broken.npz"):
@@ -305,7 +312,7 @@ def test_a_failing_write_leaves_the_old_file_and_no_temporary_files(tmp_path, mo
     assert path.read_bytes() == old_bytes
     assert sorted(os.listdir(tmp_path)) == ["ckpt.npz"]
     monkeypatch.undo()
-    assert load_npz(path)[1]["epoch"] == 1
+    assert trainer_state(path)["epoch"] == 1
 
 
 def test_ctrl_c_saves_a_checkpoint_at_a_step_boundary(tmp_path):
@@ -314,5 +321,171 @@ def test_ctrl_c_saves_a_checkpoint_at_a_step_boundary(tmp_path):
     trainer = make_trainer(path=path, callbacks=[StopAfter(3)])
     history = trainer.fit(x, y, epochs=2)
     assert trainer.stopped_by_user and history == []
-    _, meta = load_npz(path)
+    meta = trainer_state(path)
     assert (meta["epoch"], meta["step_in_epoch"], meta["global_step"]) == (0, 3, 3)
+
+
+# ------------------------------------------------------- the batch transform hook
+def flip_left_right(x, rng):
+    return x[..., ::-1]
+
+
+def random_flip(x, rng):
+    """Each image mirrored left-right with probability 1/2."""
+    out = x.copy()
+    flip = rng.random(len(x)) < 0.5
+    out[flip] = x[flip][..., ::-1]
+    return out
+
+
+def test_the_transform_is_applied_to_every_training_batch_and_nothing_else():
+    """Training with a left-right flip equals training on flipped images, validation unchanged."""
+    x, y = lab_data()
+    x_val, y_val = lab_data(n=16, seed=1)
+    with_hook = make_trainer(transform=flip_left_right)
+    with_hook.fit(x, y, epochs=2, x_val=x_val, y_val=y_val)
+    on_flipped = make_trainer()
+    on_flipped.fit(np.ascontiguousarray(x[..., ::-1]), y, epochs=2, x_val=x_val, y_val=y_val)
+    assert_bit_identical(params_of(with_hook), params_of(on_flipped))
+    assert without_seconds(with_hook.history) == without_seconds(on_flipped.history)
+    untransformed = make_trainer()
+    untransformed.fit(x, y, epochs=2)
+    assert not np.array_equal(params_of(untransformed)[0], params_of(with_hook)[0])
+
+
+def test_the_transform_draws_from_the_trainers_own_generator():
+    x, y = lab_data()
+    seen = []
+
+    def recording(batch, rng):
+        seen.append((batch.copy(), rng))
+        return random_flip(batch, rng)
+
+    trainer = make_trainer(transform=recording)
+    shuffle_state = trainer.rng.bit_generator.state
+    trainer.fit(x, y, epochs=1)
+    assert len(seen) == 5 and all(rng is trainer.transform_rng for _, rng in seen)
+    assert trainer.transform_rng is not trainer.rng
+    # the shuffle is the one a trainer without a transform makes: the draws do not disturb it
+    plain = make_trainer()
+    assert plain.rng.bit_generator.state == shuffle_state
+    order = np.random.default_rng(123).permutation(len(x))
+    np.testing.assert_array_equal(seen[0][0], x[order[:8]])
+    # the same seed draws the same flips
+    again = make_trainer(transform=random_flip)
+    again.fit(x, y, epochs=1)
+    other = make_trainer(transform=random_flip)
+    other.fit(x, y, epochs=1)
+    assert_bit_identical(params_of(again), params_of(other))
+
+
+def test_a_transform_that_returns_the_wrong_batch_is_refused():
+    x, y = lab_data()
+    trainer = make_trainer(transform=lambda batch, rng: batch[:-1])
+    with pytest.raises(ValueError, match="transform must return an array of 8 inputs"):
+        trainer.fit(x, y, epochs=1)
+
+
+@pytest.mark.parametrize("k", [3, 8])        # inside epoch 1, inside epoch 2 (5 steps per epoch)
+def test_resume_with_random_augmentation_is_bit_identical(tmp_path, k):
+    x, y = lab_data()
+    straight = make_trainer(transform=random_flip)
+    straight.fit(x, y, epochs=2)
+
+    path = tmp_path / "ckpt.npz"
+    make_trainer(path=path, callbacks=[StopAfter(k)], transform=random_flip).fit(x, y, epochs=2)
+    resumed = make_trainer(seed=7, transform=random_flip)
+    resumed.transform_rng = np.random.default_rng(99)   # whatever it held is replaced by the saved state
+    resumed.load_checkpoint(path)
+    resumed.fit(x, y, epochs=2)
+    assert_bit_identical(params_of(resumed), params_of(straight))
+    assert without_seconds(resumed.history) == without_seconds(straight.history)
+
+
+def dropout_net(seed):
+    return Sequential([Conv(1, 2, 3, padding=1, name="conv", rng=seed), ReLU(), Dropout(0.5, rng=seed + 100),
+                       Flatten(), FC(2 * 8 * 8, 3, name="fc", rng=seed + 1)])
+
+
+@pytest.mark.parametrize("k", [3, 7])
+def test_resume_with_dropout_is_bit_identical(tmp_path, k):
+    x, y = lab_data()
+    straight = make_trainer(net=dropout_net(0))
+    straight.fit(x, y, epochs=2)
+
+    path = tmp_path / "ckpt.npz"
+    make_trainer(net=dropout_net(0), path=path, callbacks=[StopAfter(k)]).fit(x, y, epochs=2)
+    resumed = make_trainer(net=dropout_net(5))          # other weights and another dropout seed
+    resumed.load_checkpoint(path)
+    resumed.fit(x, y, epochs=2)
+    assert_bit_identical(params_of(resumed), params_of(straight))
+
+
+def test_a_checkpoint_is_a_model_file_with_the_training_state(tmp_path):
+    x, y = lab_data()
+    trainer = make_trainer()
+    trainer.fit(x, y, epochs=1)
+    trainer.save_checkpoint(tmp_path / "ckpt.npz")
+    net = io.load(tmp_path / "ckpt.npz")
+    np.testing.assert_array_equal(net.eval().forward(x), trainer.net.eval().forward(x))
+    io.save(trainer.net, tmp_path / "model.npz")
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        make_trainer().load_checkpoint(tmp_path / "model.npz")
+    adam = Trainer(small_lab_net(0), SoftmaxCrossEntropy(), Adam(0.01))
+    before = params_of(adam)
+    with pytest.raises(ValueError, match="SGD optimiser, this trainer has a Adam"):
+        adam.load_checkpoint(tmp_path / "ckpt.npz")
+    assert_bit_identical(params_of(adam), before)
+
+
+# ---------------------------------------------------------- a non-finite loss
+class NaNAt(Layer):
+    """Passes x through, except that its ``k``-th training forward returns NaNs."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.k, self.calls = k, 0
+
+    def forward(self, x):
+        self.calls += self.training
+        return x * np.nan if self.training and self.calls == self.k else x
+
+    def backward_inputs(self, grad_out):
+        return grad_out
+
+
+class Snapshot(Callback):
+    """Copies of the parameters, buffers and optimiser state after step ``k``."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def on_step_end(self, trainer, info):
+        if info["global_step"] == self.k:
+            net, params = trainer.net, [a for _, a in trainer.net.params()]
+            self.params = [a.copy() for _, a in net.params()]
+            self.buffers = [a.copy() for _, a in net.buffers()]
+            self.optim = {k: np.array(v, copy=True) for k, v in trainer.optimizer.state_dict(params).items()}
+
+
+@pytest.mark.parametrize("k", [1, 7])
+def test_a_non_finite_loss_leaves_parameters_buffers_and_optimiser_state_as_they_were(k):
+    """The step whose loss is NaN changes nothing: not the parameters, not the optimiser's
+    velocities, not the running statistics its forward pass had already updated."""
+    x, y = lab_data()
+    net = Sequential([Conv(1, 3, 3, padding=1, rng=0), BatchNorm(3), ReLU(), NaNAt(k), Flatten(),
+                      FC(3 * 8 * 8, 3, rng=1)])
+    snapshot = Snapshot(k - 1)
+    trainer = Trainer(net, SoftmaxCrossEntropy(), SGD(0.05, momentum=0.9), batch_size=8, seed=0,
+                      callbacks=[snapshot])
+    if k == 1:
+        snapshot.on_step_end(trainer, {"global_step": 0})
+    with pytest.raises(NonFiniteLossError, match=f"global step {k}"):
+        trainer.fit(x, y, epochs=3)
+    assert trainer.global_step == k - 1
+    assert_bit_identical(params_of(trainer), snapshot.params)
+    assert_bit_identical([a for _, a in net.buffers()], snapshot.buffers)
+    params = [a for _, a in net.params()]
+    optim = trainer.optimizer.state_dict(params)
+    assert optim.keys() == snapshot.optim.keys()
+    assert_bit_identical([optim[key] for key in sorted(optim)], [snapshot.optim[key] for key in sorted(optim)])
