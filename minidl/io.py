@@ -317,8 +317,8 @@ def load_checkpoint(path, net, optimizer):
                          f"trainer state); load it with minidl.io.load or minidl.io.load_into")
     _check_architecture(net, meta, path, "the checkpoint")
     if checkpoint["optimizer"] != type(optimizer).__name__:
-        raise ValueError(f"{path}: the checkpoint holds the state of a {checkpoint['optimizer']} optimiser, "
-                         f"this trainer has a {type(optimizer).__name__}")
+        raise ValueError(f"{path}: the checkpoint holds {checkpoint['optimizer']} optimiser state, "
+                         f"this trainer's optimiser is {type(optimizer).__name__}")
     generators = _generators(net)
     if len(generators) != len(checkpoint["layer_generators"]):
         raise ValueError(f"{path}: {len(checkpoint['layer_generators'])} random generators in the "

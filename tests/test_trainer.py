@@ -433,7 +433,7 @@ def test_a_checkpoint_is_a_model_file_with_the_training_state(tmp_path):
         make_trainer().load_checkpoint(tmp_path / "model.npz")
     adam = Trainer(small_lab_net(0), SoftmaxCrossEntropy(), Adam(0.01))
     before = params_of(adam)
-    with pytest.raises(ValueError, match="SGD optimiser, this trainer has a Adam"):
+    with pytest.raises(ValueError, match="SGD optimiser state, this trainer's optimiser is Adam"):
         adam.load_checkpoint(tmp_path / "ckpt.npz")
     assert_bit_identical(params_of(adam), before)
 
