@@ -231,17 +231,25 @@ def test_interrupted_fetch_leaves_nothing_under_the_final_name(tmp_path, fake_mn
     assert list(cache.iterdir()) == []  # no final file, no temporary one
 
 
-def test_interrupted_write_into_cache_leaves_nothing(tmp_path, fake_mnist, monkeypatch):
-    contents, mirror = fake_mnist
-    cache = tmp_path / "mnist"
+def _interrupt_before_rename(monkeypatch, directory):
+    """Ctrl-C in the next atomic write, once the file is written but not yet renamed.
+
+    Returns a list that then receives the names ``directory`` held at that moment.
+    """
     seen = []
 
     def interrupted_fsync(fd):
-        # the whole file is written, not yet renamed: what does the directory hold now?
-        seen.extend(p.name for p in cache.iterdir())
+        seen.extend(p.name for p in Path(directory).iterdir())
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "fsync", interrupted_fsync)
+    return seen
+
+
+def test_interrupted_write_into_cache_leaves_nothing(tmp_path, fake_mnist, monkeypatch):
+    contents, mirror = fake_mnist
+    cache = tmp_path / "mnist"
+    seen = _interrupt_before_rename(monkeypatch, cache)
     with pytest.raises(KeyboardInterrupt):
         ensure_idx_files("mnist", tmp_path, sources=(LocalDirectory(mirror),))
     assert "train-images-idx3-ubyte" not in seen
@@ -704,13 +712,7 @@ def test_bad_cifar_archive_placed_by_hand_is_moved_aside(tmp_path, problem):
 def test_interrupted_cifar_extraction_leaves_no_batch_under_its_name(tmp_path, monkeypatch):
     archive, sha = _cifar_archive(tmp_path)
     batch_dir = tmp_path / "cache" / "cifar-10" / "cifar-10-batches-py"
-    seen = []
-
-    def interrupted_fsync(fd):
-        seen.extend(p.name for p in batch_dir.iterdir())
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(os, "fsync", interrupted_fsync)
+    seen = _interrupt_before_rename(monkeypatch, batch_dir)
     with pytest.raises(KeyboardInterrupt):
         ensure_cifar10_files(tmp_path / "cache", archives=[(archive.as_uri(), sha)])
     assert len(seen) == 1 and seen[0].startswith(".data_batch_1.") and seen[0].endswith(".part")
