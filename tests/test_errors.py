@@ -1,4 +1,4 @@
-"""Bad arguments fail early with a message a student can act on (issue #6).
+"""Bad arguments fail early with a message a student can act on.
 
 Every message must name the layer and say what was expected and what was
 received; none may be a bare IndexError or Cython's "No matching signature found".
@@ -8,7 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from minidl.layers import FC, Conv, Flatten, L2Regularizer, MaxPool, ReLU, SoftmaxCrossEntropy
+from minidl.layers import (FC, AvgPool, BatchNorm, Conv, Dropout, Flatten, GlobalAvgPool, L2Regularizer, LeakyReLU,
+                           LocalResponseNorm, MaxPool, MeanSquaredError, MulticlassHingeLoss, RegularizedLoss, ReLU,
+                           Residual, Sigmoid, SoftmaxCrossEntropy, Tanh, resnet_block)
 from minidl.models import lab_net
 
 
@@ -247,3 +249,183 @@ def test_regularizer_arguments():
 def test_regularizer_without_a_name_is_called_by_its_type():
     message = raises(ValueError, lambda: L2Regularizer(np.ones(3), -1.0), "L2Regularizer 'L2Regularizer'")
     assert "'None'" not in message
+
+
+# ================================================ the CNN toolbox, every layer
+def toolbox_layers():
+    """(id, factory of a layer named 'L' that takes (N, 2, H, W) float32 input)."""
+    return [
+        ("avgpool", lambda: AvgPool(2, name="L")),
+        ("global-avgpool", lambda: GlobalAvgPool(name="L")),
+        ("leaky-relu", lambda: LeakyReLU(0.1, name="L")),
+        ("tanh", lambda: Tanh(name="L")),
+        ("sigmoid", lambda: Sigmoid(name="L")),
+        ("batchnorm", lambda: BatchNorm(2, name="L")),
+        ("batchnorm-eval", lambda: BatchNorm(2, name="L").eval()),
+        ("lrn", lambda: LocalResponseNorm(4, name="L")),
+        ("dropout", lambda: Dropout(0.5, rng=0, name="L")),
+        ("dropout-eval", lambda: Dropout(0.5, rng=0, name="L").eval()),
+        ("residual", lambda: Residual(Conv(2, 2, 3, padding=1, name="body_conv", rng=0), name="L")),
+        ("resnet-block", lambda: resnet_block(2, 3, stride=2, rng=0, name="L")),
+    ]
+
+
+TOOLBOX = toolbox_layers()
+TOOLBOX_IDS = [t[0] for t in TOOLBOX]
+FOUR_D = ["avgpool", "global-avgpool", "lrn"]          # layers that check the 4-d layout themselves
+
+
+@pytest.mark.parametrize("kind", FOUR_D)
+@pytest.mark.parametrize("bad_shape", [(3, 5, 5), (1, 2, 3, 5, 5), (15,), (2, 6)])
+def test_four_d_toolbox_layers_reject_other_ndim(kind, bad_shape):
+    layer = dict(TOOLBOX)[kind]()
+    raises(ValueError, lambda: layer.forward(np.ones(bad_shape, F32)),
+           f"{type(layer).__name__} 'L'", "4-d", "(N, C, H, W)", str(bad_shape))
+
+
+@pytest.mark.parametrize("bad_shape", [(3, 5, 5), (1, 2, 3, 5, 5), (15,), (2, 2, 4)])
+def test_batchnorm_rejects_other_ndim(bad_shape):
+    for layer in (BatchNorm(2, name="bn"), BatchNorm(2, name="bn").eval()):
+        raises(ValueError, lambda: layer.forward(np.ones(bad_shape, F32)),
+               "BatchNorm 'bn'", "(N, 2, H, W)", "(N, 2)", str(bad_shape))
+
+
+@pytest.mark.parametrize("bad_shape", [(4, 3, 5, 5), (4, 1, 5, 5), (6, 3), (6, 1)])
+def test_batchnorm_wrong_channel_count(bad_shape):
+    for layer in (BatchNorm(2, name="bn"), BatchNorm(2, name="bn").eval()):
+        raises(ValueError, lambda: layer.forward(np.ones(bad_shape, F32)),
+               "BatchNorm 'bn'", "(N, 2, H, W)", "(N, 2)", str(bad_shape))
+
+
+def test_residual_wrong_input_names_the_body_layer_that_refused_it():
+    block = resnet_block(3, 4, rng=0, name="block")
+    raises(ValueError, lambda: block.forward(np.ones((2, 5, 6, 6), F32)),
+           "conv1", "expected 3 input channels", "got 5", "(2, 5, 6, 6)")
+    raises(ValueError, lambda: block.forward(np.ones((5, 6, 6), F32)), "conv1", "4-d", "(5, 6, 6)")
+    identity = Residual(Conv(2, 3, 3, padding=1, rng=0), name="res")   # body changes the channel count
+    raises(ValueError, lambda: identity.forward(np.ones((1, 2, 4, 4), F32)),
+           "Residual 'res'", "(1, 3, 4, 4)", "(1, 2, 4, 4)", "projection")
+
+
+@pytest.mark.parametrize("name,make", TOOLBOX, ids=TOOLBOX_IDS)
+@pytest.mark.parametrize("bad", [np.float16, np.int64, np.int8, np.uint8, bool, np.complex128])
+def test_toolbox_layers_reject_non_float_input(name, make, bad):
+    layer = make()
+    x = np.ones((2, 2, 4, 4), bad)
+    expected = "float32" if isinstance(layer, BatchNorm) else "float32 or float64"
+    raises(ValueError, lambda: layer.forward(x), f"{type(layer).__name__} 'L'", expected, np.dtype(bad).name)
+
+
+def test_float32_toolbox_layers_reject_float64_where_their_parameters_are_float32():
+    raises(ValueError, lambda: BatchNorm(2, name="bn").forward(np.ones((2, 2))),
+           "BatchNorm 'bn'", "float32", "float64", "astype")
+    block = resnet_block(2, 2, rng=0, name="block")
+    raises(ValueError, lambda: block.forward(np.ones((2, 2, 4, 4))), "conv1", "float32", "float64")
+
+
+@pytest.mark.parametrize("name,make", TOOLBOX, ids=TOOLBOX_IDS)
+def test_toolbox_backward_before_forward(name, make):
+    layer = make()
+    g = np.ones((2, 2, 4, 4), F32)
+    raises(RuntimeError, lambda: layer.backward_inputs(g), f"{type(layer).__name__} 'L'", "before forward")
+    raises(RuntimeError, lambda: layer.backprop(g), f"{type(layer).__name__} 'L'", "before forward")
+    if layer.params():
+        raises(RuntimeError, lambda: layer.backward_params(g), f"{type(layer).__name__} 'L'", "before forward")
+
+
+@pytest.mark.parametrize("name,make", TOOLBOX, ids=TOOLBOX_IDS)
+def test_toolbox_grad_out_of_the_wrong_shape_or_dtype(name, make):
+    layer = make()
+    y = layer.forward(np.random.default_rng(0).standard_normal((2, 2, 4, 4)).astype(F32))
+    who = f"{type(layer).__name__} 'L'"
+    wrong_shape = (y.shape[0] + 1,) + y.shape[1:]
+    methods = [layer.backward_inputs, layer.backprop] + ([layer.backward_params] if layer.params() else [])
+    for method in methods:
+        raises(ValueError, lambda: method(np.ones(wrong_shape, F32)), who, str(y.shape), str(wrong_shape))
+        raises(ValueError, lambda: method(np.ones(y.shape, F64)), who, "float32", "float64")
+        raises(ValueError, lambda: method(np.ones(y.shape, np.int64)), who, "float32", "int64")
+
+
+# ------------------------------------------------------- every loss
+LOSSES = [
+    ("cross-entropy", lambda: SoftmaxCrossEntropy(name="loss")),
+    ("hinge", lambda: MulticlassHingeLoss(name="loss")),
+    ("mse", lambda: MeanSquaredError(name="loss")),
+]
+LOSS_IDS = [c[0] for c in LOSSES]
+
+
+@pytest.mark.parametrize("name,make", LOSSES, ids=LOSS_IDS)
+@pytest.mark.parametrize("bad", [np.float16, np.int64, bool])
+def test_losses_reject_non_float_logits(name, make, bad):
+    loss = make()
+    for method in (loss.forward, loss.backward_inputs):
+        raises(ValueError, lambda: method(np.zeros((2, 3), bad), np.array([0, 1])),
+               f"{type(loss).__name__} 'loss'", "float32 or float64", np.dtype(bad).name)
+
+
+@pytest.mark.parametrize("name,make", LOSSES, ids=LOSS_IDS)
+@pytest.mark.parametrize("bad_shape", [(3,), (2, 3, 1), (1, 2, 3, 1)])
+def test_losses_reject_logits_that_are_not_n_by_c(name, make, bad_shape):
+    loss = make()
+    for method in (loss.forward, loss.backward_inputs):
+        raises(ValueError, lambda: method(np.zeros(bad_shape), np.array([0, 1])),
+               f"{type(loss).__name__} 'loss'", "(N, C)", str(bad_shape))
+
+
+@pytest.mark.parametrize("name,make", LOSSES, ids=LOSS_IDS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_losses_reject_non_finite_logits(name, make, bad):
+    loss = make()
+    logits = np.zeros((3, 4), F32)
+    logits[2, 1] = bad
+    for method in (loss.forward, loss.backward_inputs):
+        raises(ValueError, lambda: method(logits, np.array([0, 1, 2])),
+               f"{type(loss).__name__} 'loss'", "1 non-finite logits", "(2, 1)")
+
+
+@pytest.mark.parametrize("name,make", LOSSES, ids=LOSS_IDS)
+def test_losses_reject_labels_of_the_wrong_count_or_range(name, make):
+    loss = make()
+    who = f"{type(loss).__name__} 'loss'"
+    for method in (loss.forward, loss.backward_inputs):
+        raises(ValueError, lambda: method(np.zeros((3, 4)), np.array([0, 1])), who, "expected 3 labels", "got 2")
+        raises(ValueError, lambda: method(np.zeros((3, 4)), np.array([0, 4, 1])), who, "labels outside [0, 4)",
+               "the first is 4 at index 1")
+        raises(ValueError, lambda: method(np.zeros((3, 4)), np.array([0.0, 1.0, 2.0])), who, "integers", "float64")
+
+
+def test_hinge_loss_needs_one_hot_rows_and_mse_finite_targets_of_the_logits_shape():
+    hinge, mse = MulticlassHingeLoss(name="hinge"), MeanSquaredError(name="mse")
+    raises(ValueError, lambda: hinge.forward(np.zeros((2, 3)), np.full((2, 3), 1 / 3)),
+           "MulticlassHingeLoss 'hinge'", "one-hot", "row 0")
+    raises(ValueError, lambda: hinge.forward(np.zeros((2, 3)), np.zeros((2, 4))), "'hinge'", "(2, 3)", "(2, 4)")
+    raises(ValueError, lambda: mse.forward(np.zeros((2, 3)), np.zeros((2, 4))),
+           "MeanSquaredError 'mse'", "(2, 3)", "(2, 4)")
+    targets = np.zeros((2, 3))
+    targets[1, 2] = np.nan
+    for method in (mse.forward, mse.backward_inputs):
+        raises(ValueError, lambda: method(np.zeros((2, 3)), targets), "'mse'", "1 non-finite targets", "(1, 2)")
+    raises(ValueError, lambda: MulticlassHingeLoss(delta=-1.0, name="hinge"), "'hinge'", "delta", "-1.0")
+    raises(ValueError, lambda: MulticlassHingeLoss(delta=np.nan, name="hinge"), "'hinge'", "delta", "nan")
+
+
+@pytest.mark.parametrize("bad", [np.float16, np.int64, bool])
+def test_regularizer_weights_must_be_a_float_parameter(bad):
+    raises(ValueError, lambda: L2Regularizer(np.ones(3, bad), 0.1, name="l2"),
+           "L2Regularizer 'l2'", "float32 or float64", np.dtype(bad).name)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -1e-3, "0.1", None, True])
+def test_regularizer_weight_decay_must_be_a_number_at_least_zero(bad):
+    raises(ValueError, lambda: L2Regularizer(np.ones(3), bad, name="l2"), "L2Regularizer 'l2'", "weight_decay",
+           repr(bad))
+
+
+def test_regularized_loss_checks_its_parts():
+    raises(TypeError, lambda: RegularizedLoss(L2Regularizer(np.ones(3), 0.1), []),
+           "RegularizedLoss", "data loss", "L2Regularizer")
+    raises(TypeError, lambda: RegularizedLoss(SoftmaxCrossEntropy(), [np.ones(3)]),
+           "RegularizedLoss", "regularizer", "ndarray")
+    loss = RegularizedLoss(SoftmaxCrossEntropy(name="ce"), [L2Regularizer(np.ones(3), 0.1)])
+    raises(ValueError, lambda: loss.forward(np.zeros((2, 3), np.int64), np.array([0, 1])), "'ce'", "int64")

@@ -1,4 +1,4 @@
-"""The CNN toolbox (issue #5): each layer, loss, optimiser and schedule against an
+"""The CNN toolbox: each layer, loss, optimiser and schedule against an
 independent oracle: loops written from the definition, a closed form worked out
 by hand, or PyTorch (used only here, as an oracle; those tests skip without it).
 
@@ -15,7 +15,7 @@ from minidl.layers import (AvgPool, BatchNorm, Conv, Dropout, FC, Flatten, Globa
                            LocalResponseNorm, MaxPool, MeanSquaredError, MulticlassHingeLoss, ReLU,
                            Residual, Sigmoid, SoftmaxCrossEntropy, Tanh, projection_shortcut, resnet_block)
 from minidl.layers.pool import avg_pool_naive
-from minidl.layers.norm import local_response_norm_naive
+from minidl.layers.norm import local_response_norm_backward_naive, local_response_norm_naive
 from minidl.net import Sequential, cache_nbytes
 from minidl.optim import (SGD, Adam, CosineDecay, DampedMomentumSGD, ExponentialDecay, RMSprop,
                           StepDecay)
@@ -105,20 +105,30 @@ def avgpool_grad_loops(x_shape, g, kh, kw, sh, sw, ph, pw):
     return grad
 
 
-def lrn_loops(x, rho, alpha, beta, kappa):
-    """Seed 000 part 1.4, element by element:
-    y_kv = x_kv / (kappa + alpha/rho * sum_{c in G(k)} x_cv^2)^beta,
-    G(k) = [k - floor(rho/2), k + ceil(rho/2)] intersected with {0..C-1}."""
+def lrn_loops(x, size, alpha, beta, k):
+    """Element by element: y_cv = x_cv / (k + alpha/size * sum_{j in G(c)} x_jv^2)^beta,
+    G(c) = [c - floor(size/2), c + floor((size-1)/2)] intersected with {0..C-1} (size channels)."""
     n_img, channels, h, w = x.shape
     y = np.zeros(x.shape)
     for n in range(n_img):
-        for k in range(channels):
-            group = [c for c in range(channels) if k - math.floor(rho / 2) <= c <= k + math.ceil(rho / 2)]
+        for c in range(channels):
+            group = [j for j in range(channels) if c - size // 2 <= j <= c + (size - 1) // 2]
             for r in range(h):
                 for s in range(w):
-                    total = sum(x[n, c, r, s] ** 2 for c in group)
-                    y[n, k, r, s] = x[n, k, r, s] / (kappa + alpha / rho * total) ** beta
+                    total = sum(x[n, j, r, s] ** 2 for j in group)
+                    y[n, c, r, s] = x[n, c, r, s] / (k + alpha / size * total) ** beta
     return y
+
+
+def central_differences(f, x, g, step=1e-6):
+    """d/dx of sum(g * f(x)) by central differences, one element at a time (float64)."""
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        plus, minus = x.copy(), x.copy()
+        plus[index] += step
+        minus[index] -= step
+        grad[index] = (np.sum(g * f(plus)) - np.sum(g * f(minus))) / (2 * step)
+    return grad
 
 
 # ===================================================================== Conv dilation
@@ -295,51 +305,88 @@ def test_activations_match_torch(rng, name):
 
 
 # ===================================================================== LRN
-@pytest.mark.parametrize("size,alpha,beta,k", [(1, 0.5, 0.75, 1.0), (2, 1.0, 0.75, 2.0), (3, 0.7, 0.5, 1.5),
-                                               (5, 1e-4, 0.75, 1.0), (6, 2.0, 1.0, 0.5), (11, 3.0, 0.75, 1.0)])
-def test_lrn_matches_the_practicals_formula(rng, size, alpha, beta, k):
+LRN_PARAMS = [(1, 0.5, 0.75, 1.0), (2, 1.0, 0.75, 2.0), (3, 0.7, 0.5, 1.5), (4, 1.5, 0.6, 1.0),
+              (5, 1e-4, 0.75, 1.0), (6, 2.0, 1.0, 0.5), (11, 3.0, 0.75, 1.0)]
+
+
+@pytest.mark.parametrize("size,alpha,beta,k", LRN_PARAMS)
+def test_lrn_forward_matches_loops(rng, size, alpha, beta, k):
     x = rng.standard_normal((2, 7, 3, 2))
     y = LocalResponseNorm(size, alpha, beta, k).forward(x)
     np.testing.assert_allclose(y, lrn_loops(x, size, alpha, beta, k), rtol=1e-13)
     np.testing.assert_allclose(local_response_norm_naive(x, size, alpha, beta, k), y, rtol=1e-13)
 
 
-def test_lrn_window_is_rho_plus_one_channels_by_hand():
-    # one nonzero channel c=3 of value 1: channel k feels it iff 3 is in G(k) = [k - 1, k + 2] (rho = 3)
+def test_lrn_window_holds_size_channels_by_hand():
+    # one nonzero channel j=3 of value 1: channel c feels it iff 3 is in G(c); alpha / size = 1
     x = np.zeros((1, 8, 1, 1))
     x[0, 3] = 1.0
-    layer = LocalResponseNorm(3, alpha=3.0, beta=1.0, k=1.0)   # alpha / rho = 1
+    odd = LocalResponseNorm(3, alpha=3.0, beta=1.0, k=1.0)      # G(c) = [c - 1, c + 1]
+    odd.forward(x)
+    np.testing.assert_array_equal(odd.denom[0, :, 0, 0], [1, 1, 2, 2, 2, 1, 1, 1])   # c = 2, 3, 4
+    even = LocalResponseNorm(4, alpha=4.0, beta=1.0, k=1.0)     # G(c) = [c - 2, c + 1]
+    even.forward(x)
+    np.testing.assert_array_equal(even.denom[0, :, 0, 0], [1, 1, 2, 2, 2, 2, 1, 1])  # c = 2, 3, 4, 5
+
+
+def test_lrn_even_size_backward_by_hand():
+    """Size 2, beta 1, k 1, alpha/size 1, one pixel, channels (a, b, c): G = {0}, {0, 1}, {1, 2}.
+
+    y = (a / (1 + a^2), b / (1 + a^2 + b^2), c / (1 + b^2 + c^2)); the derivative of
+    y_1 + y_2 + y_3 with respect to b: y_2 gives (1 + a^2 - b^2) / d_1^2, y_3 gives
+    -2 b c / d_2^2; y_1 does not depend on b (b is not in G(0): the window is not symmetric).
+    """
+    a, b, c = 0.5, -1.5, 2.0
+    x = np.array([a, b, c]).reshape(1, 3, 1, 1)
+    layer = LocalResponseNorm(2, alpha=2.0, beta=1.0, k=1.0)
     layer.forward(x)
-    denom = layer.denom[0, :, 0, 0]
-    np.testing.assert_array_equal(denom, [1, 2, 2, 2, 2, 1, 1, 1])  # k = 1, 2, 3, 4 see channel 3
+    grad = layer.backward_inputs(np.ones_like(x))[0, :, 0, 0]
+    d0, d1, d2 = 1 + a * a, 1 + a * a + b * b, 1 + b * b + c * c
+    expected = [(1 - a * a) / d0 ** 2 - 2 * a * b / d1 ** 2,
+                (1 + a * a - b * b) / d1 ** 2 - 2 * b * c / d2 ** 2,
+                (1 + b * b - c * c) / d2 ** 2]
+    np.testing.assert_allclose(grad, expected, rtol=1e-14)
 
 
-def test_lrn_l2_normalisation_as_in_the_practical(rng):
-    # seed 000: F.local_response_norm(x, 5, alpha=5, beta=0.5, k=0) on an RGB image is x / ||x||
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("channels", [1, 2, 3, 5, 8])
+def test_lrn_backward_matches_central_differences_and_loops(rng, size, channels):
+    """Without torch: float64 central differences of sum(g * y), and the loop version of the
+    backward, which walks each forward window instead of the mirrored one."""
+    alpha, beta, k = 1.3, 0.75, 1.1
+    layer = LocalResponseNorm(size, alpha, beta, k)
+    x = rng.standard_normal((2, channels, 2, 2))
+    g = rng.standard_normal(x.shape)
+    layer.forward(x)
+    grad = layer.backward_inputs(g)
+    numeric = central_differences(lambda v: local_response_norm_naive(v, size, alpha, beta, k), x, g)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-7, atol=1e-8)
+    loops = local_response_norm_backward_naive(x, g, size, alpha, beta, k)
+    np.testing.assert_allclose(grad, loops, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(loops, numeric, rtol=1e-7, atol=1e-8)
+
+
+def test_lrn_l2_normalisation(rng):
+    # local_response_norm(x, 5, alpha=5, beta=0.5, k=0) on 3 channels is x / ||x|| across channels
     x = rng.standard_normal((1, 3, 6, 5))
     y = LocalResponseNorm(5, alpha=5, beta=0.5, k=0).forward(x)
     np.testing.assert_allclose(y, x / np.sqrt((x ** 2).sum(axis=1)), rtol=1e-13)
 
 
-@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 8])
-def test_lrn_relation_to_torch(rng, size):
-    """ours(x; rho, alpha) = flip(torch(flip(x); size=rho+1, alpha=alpha (rho+1)/rho)), forward and backward;
-    and torch with size=rho is a different operator (its window holds rho channels)."""
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("channels", [1, 2, 3, 5, 8])
+def test_lrn_matches_torch(rng, size, channels):
     torch = torch_or_skip()
-    F = torch.nn.functional
     alpha, beta, k = 0.8, 0.75, 1.2
     layer = LocalResponseNorm(size, alpha, beta, k)
-    x = rng.standard_normal((2, 6, 3, 4))
+    x = rng.standard_normal((2, channels, 3, 4))
     xt = torch.tensor(x, requires_grad=True)
-    yt = torch.flip(F.local_response_norm(torch.flip(xt, [1]), size + 1, alpha=alpha * (size + 1) / size,
-                                          beta=beta, k=k), [1])
+    yt = torch.nn.functional.local_response_norm(xt, size, alpha=alpha, beta=beta, k=k)
     y = layer.forward(x)
-    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-13)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-13, atol=1e-15)
     g = rng.standard_normal(y.shape)
     yt.backward(torch.tensor(g))
     np.testing.assert_allclose(layer.backward_inputs(g), xt.grad.numpy(), rtol=1e-12, atol=1e-14)
-    same_size = F.local_response_norm(torch.tensor(x), size, alpha=alpha, beta=beta, k=k).numpy()
-    assert np.abs(same_size - y).max() > 1e-3
 
 
 def test_lrn_keeps_float32(rng):
@@ -592,7 +639,7 @@ def test_residual_projection_shortcut_and_recursion(rng):
         Residual(Conv(2, 4, 1, dtype=F64)).forward(x)
 
 
-def test_resnet_block_matches_torch_block_of_seed_003(rng):
+def test_resnet_block_matches_a_torch_basic_block(rng):
     torch = torch_or_skip()
     nn = torch.nn
 
@@ -760,7 +807,7 @@ def test_sgd_momentum_variants_by_hand():
 
 
 def test_damped_momentum_sgd_is_the_vgg_practicals_loop(rng):
-    """Seed 000: mu = m*mu + (1-m)*(grad + shrinkage*w), mu starting at 0; w -= rate * mu."""
+    """The VGG practical's update: mu = m*mu + (1-m)*(grad + shrinkage*w), mu starting at 0; w -= rate * mu."""
     rate, momentum, shrinkage = 0.5, 0.9, 1e-2
     w = rng.standard_normal((3, 3))
     w_ref = w.copy()

@@ -17,6 +17,10 @@ class FC(Layer):
 
     Parameters: ``weights`` (M, D), He-initialised; ``bias`` (M,), zeros.
     A 4-d input must be flattened first (see ``Flatten``).
+
+    x and grad_out are made C-contiguous first (no copy if they already are): the
+    rounding of a matrix product can depend on the memory layout of its operands,
+    and a strided or transposed array must give the same numbers as its copy.
     """
 
     cache_slots = ("x",)
@@ -38,6 +42,7 @@ class FC(Layer):
             hint = " (put a Flatten layer before it)" if x.ndim > 2 else ""
             raise ValueError(f"{self._describe()}: expected input of shape (N, {self.in_features}), "
                              f"got {x.shape}{hint}")
+        x = np.ascontiguousarray(x)                # one layout, one rounding (see above)
         self.x = x
         y = ops.matmul(x, self.weights.T)          # x @ W^T
         if self.bias is not None:
@@ -48,12 +53,14 @@ class FC(Layer):
         """grad_out (N, M) -> dL/dx (N, D)."""
         x = self._cached("x", "backward_inputs")
         self._check_grad(grad_out, (x.shape[0], self.out_features), self.dtype)
+        grad_out = np.ascontiguousarray(grad_out)
         return ops.matmul(grad_out, self.weights)  # dL/dy @ W
 
     def backward_params(self, grad_out):
         """grad_out (N, M) -> [(weights, dL/dW (M, D)), (bias, dL/db (M,))]."""
         x = self._cached("x", "backward_params")
         self._check_grad(grad_out, (x.shape[0], self.out_features), self.dtype)
+        grad_out = np.ascontiguousarray(grad_out)
         pairs = [(self.weights, ops.matmul(grad_out.T, x))]  # dL/dy^T @ x
         if self.bias is not None:
             pairs.append((self.bias, grad_out.sum(axis=0)))

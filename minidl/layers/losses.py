@@ -3,7 +3,9 @@
 Symbols: N batch, C classes. A loss has ``forward(logits, targets) -> float``
 and ``backward_inputs(logits, targets) -> dL/dlogits`` (N, C); it keeps no state.
 ``targets`` are integer labels (N,) in [0, C), or distributions (N, C) whose
-rows are one-hot or soft probabilities.
+rows are one-hot or soft probabilities. Logits and targets are made C-contiguous
+first (no copy if they already are), so a strided or transposed array sums its
+terms in the order of its copy and gives the same numbers.
 """
 import numpy as np
 
@@ -24,6 +26,7 @@ class Loss:
         return []
 
     def _check_logits(self, logits):
+        """The logits, checked (float32/float64, (N, C), finite) and made C-contiguous."""
         if not isinstance(logits, np.ndarray) or logits.dtype not in FLOAT_DTYPES:
             what = logits.dtype.name if isinstance(logits, np.ndarray) else type(logits).__name__
             raise ValueError(f"{self._describe()}: expected float32 or float64 logits, got {what}")
@@ -34,11 +37,12 @@ class Loss:
             first = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(f"{self._describe()}: {int(bad.sum())} non-finite logits "
                              f"(NaN or inf), the first at index {first}")
+        return np.ascontiguousarray(logits)
 
     def _target_distribution(self, logits, targets):
         """targets as a (N, C) distribution in the dtype of the logits."""
         n, c = logits.shape
-        targets = np.asarray(targets)
+        targets = np.ascontiguousarray(targets)
         if targets.ndim == 1:
             if targets.shape[0] != n:
                 raise ValueError(f"{self._describe()}: expected {n} labels for logits {logits.shape}, "
@@ -102,7 +106,7 @@ class SoftmaxCrossEntropy(Loss):
 
     def forward(self, logits, targets):
         """logits (N, C), targets (N,) or (N, C) -> mean loss (float)."""
-        self._check_logits(logits)
+        logits = self._check_logits(logits)
         dist = self._target_distribution(logits, targets)
         # classes with target 0 contribute 0, even where log softmax underflows to -inf
         with np.errstate(invalid="ignore"):
@@ -111,7 +115,7 @@ class SoftmaxCrossEntropy(Loss):
 
     def backward_inputs(self, logits, targets):
         """logits (N, C), targets -> dL/dlogits (N, C)."""
-        self._check_logits(logits)
+        logits = self._check_logits(logits)
         dist = self._target_distribution(logits, targets)
         grad = softmax(logits) * dist.sum(axis=1, keepdims=True) - dist
         grad /= logits.shape[0]
@@ -142,7 +146,7 @@ class MulticlassHingeLoss(Loss):
 
     def _labels(self, logits, targets):
         """Integer labels (N,) from labels or one-hot rows."""
-        targets = np.asarray(targets)
+        targets = np.ascontiguousarray(targets)
         dist = self._target_distribution(logits, targets)
         if targets.ndim == 1:
             return targets.astype(np.int64, copy=False)
@@ -164,14 +168,14 @@ class MulticlassHingeLoss(Loss):
 
     def forward(self, logits, targets):
         """logits (N, C), targets (N,) or one-hot (N, C) -> mean loss (float)."""
-        self._check_logits(logits)
+        logits = self._check_logits(logits)
         labels = self._labels(logits, targets)
         margins = self._margins(logits, labels)
         return float(np.maximum(margins, 0).sum() / logits.shape[0])
 
     def backward_inputs(self, logits, targets):
         """logits (N, C), targets -> dL/dlogits (N, C)."""
-        self._check_logits(logits)
+        logits = self._check_logits(logits)
         labels = self._labels(logits, targets)
         active = (self._margins(logits, labels) > 0).astype(logits.dtype)   # 0 at j = y_n
         grad = active
@@ -194,7 +198,7 @@ class MeanSquaredError(Loss):
     """
 
     def _targets(self, logits, targets):
-        targets = np.asarray(targets)
+        targets = np.ascontiguousarray(targets)
         if targets.ndim == 1:
             return self._target_distribution(logits, targets)      # labels -> one-hot
         if targets.shape != logits.shape:
@@ -211,11 +215,11 @@ class MeanSquaredError(Loss):
 
     def forward(self, logits, targets):
         """predictions (N, D), targets (N, D) or labels (N,) -> mean loss (float)."""
-        self._check_logits(logits)
+        logits = self._check_logits(logits)
         diff = logits.astype(np.float64) - self._targets(logits, targets)   # float64: no overflow
         return float(0.5 * np.sum(diff ** 2) / logits.shape[0])
 
     def backward_inputs(self, logits, targets):
         """predictions (N, D), targets -> dL/dpredictions (N, D)."""
-        self._check_logits(logits)
+        logits = self._check_logits(logits)
         return (logits - self._targets(logits, targets)) / logits.shape[0]

@@ -40,6 +40,10 @@ class BatchNorm(Layer):
 
     Parameters: ``gamma`` (C,), ones; ``beta`` (C,), zeros.
     Buffers: ``running_mean`` (C,), zeros; ``running_var`` (C,), ones.
+
+    x and grad_out are made C-contiguous first (no copy if they already are): a sum's
+    rounding depends on the order it reads its terms, and a strided or transposed
+    array must give the same numbers as its copy.
     """
 
     cache_slots = ("x_hat", "inv_std")
@@ -77,6 +81,7 @@ class BatchNorm(Layer):
         if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
             raise ValueError(f"{self._describe()}: expected input of shape (N, {self.num_features}, H, W) "
                              f"or (N, {self.num_features}), got {x.shape}")
+        x = np.ascontiguousarray(x)                      # one layout, one rounding (see above)
         axes = self._axes(x)
         if self.training:
             count = x.size // self.num_features          # M values per channel
@@ -99,13 +104,14 @@ class BatchNorm(Layer):
         return self._expand(self.gamma, x.ndim) * self.x_hat + self._expand(self.beta, x.ndim)
 
     def _check_backward(self, grad_out, method):
+        """(x_hat, grad_out made C-contiguous)."""
         x_hat = self._cached("x_hat", method)
         self._check_grad(grad_out, x_hat.shape, self.dtype)
-        return x_hat
+        return x_hat, np.ascontiguousarray(grad_out)
 
     def backward_inputs(self, grad_out):
         """grad_out (shape of x) -> dL/dx (shape of x)."""
-        x_hat = self._check_backward(grad_out, "backward_inputs")
+        x_hat, grad_out = self._check_backward(grad_out, "backward_inputs")
         ndim = x_hat.ndim
         scale = self._expand(self.gamma * self.inv_std, ndim)   # gamma / sqrt(var + eps)
         if not self._batch_stats:                                # statistics were constants
@@ -118,7 +124,7 @@ class BatchNorm(Layer):
 
     def backward_params(self, grad_out):
         """grad_out (shape of x) -> [(gamma, dL/dgamma (C,)), (beta, dL/dbeta (C,))]."""
-        x_hat = self._check_backward(grad_out, "backward_params")
+        x_hat, grad_out = self._check_backward(grad_out, "backward_params")
         axes = self._axes(x_hat)
         return [(self.gamma, (grad_out * x_hat).sum(axis=axes)), (self.beta, grad_out.sum(axis=axes))]
 
@@ -138,17 +144,16 @@ class BatchNorm(Layer):
 
 # ---------------------------------------------- local response normalisation
 def lrn_window(size):
-    """(below, above): channel k is normalised by channels k - below .. k + above (inclusive).
+    """(below, above): channel c is normalised by channels c - below .. c + above (inclusive).
 
-    The VGG practical (part 1.4) defines G(k) = [k - floor(rho/2), k + ceil(rho/2)],
-    so below = floor(rho/2), above = ceil(rho/2): rho + 1 channels before clipping
-    to {0, ..., C-1}.
+    below = floor(size/2), above = floor((size-1)/2): exactly ``size`` channels before
+    clipping to {0, ..., C-1}, centred on c (for an even size the extra one is below).
     """
-    return size // 2, (size + 1) // 2
+    return size // 2, (size - 1) // 2
 
 
 def local_response_norm_naive(x, size, alpha=1e-4, beta=0.75, k=1.0):
-    """The practical's formula by loops over channels: x (N, C, H, W) -> y (N, C, H, W).
+    """The definition by loops over channels: x (N, C, H, W) -> y (N, C, H, W).
 
         y[:, c] = x[:, c] / (k + alpha/size * sum_{j in G(c)} x[:, j]^2) ** beta
     """
@@ -162,29 +167,51 @@ def local_response_norm_naive(x, size, alpha=1e-4, beta=0.75, k=1.0):
     return y
 
 
+def local_response_norm_backward_naive(x, grad_out, size, alpha=1e-4, beta=0.75, k=1.0):
+    """dL/dx of ``local_response_norm_naive`` by the same loops: x, grad_out (N, C, H, W) -> (N, C, H, W).
+
+    Channel c's output y_c = x_c d_c^-beta depends on x_c directly and on every x_j, j in G(c),
+    through d_c = k + alpha/size * sum_{j in G(c)} x_j^2; each c hands its share to those j:
+
+        dL/dx_c += g_c d_c^-beta          dL/dx_j -= g_c x_c beta d_c^(-beta-1) * (2 alpha/size) x_j
+    """
+    below, above = lrn_window(size)
+    channels = x.shape[1]
+    grad = np.zeros_like(x)
+    for c in range(channels):
+        group = range(max(c - below, 0), min(c + above, channels - 1) + 1)
+        denom = k + alpha / size * sum(x[:, j] ** 2 for j in group)
+        grad[:, c] += grad_out[:, c] * denom ** -beta
+        through_denom = grad_out[:, c] * x[:, c] * beta * denom ** (-beta - 1)
+        for j in group:
+            grad[:, j] -= through_denom * (2 * alpha / size) * x[:, j]
+    return grad
+
+
 class LocalResponseNorm(Layer):
-    """Local response normalisation across channels, as the VGG practical (part 1.4).
+    """Local response normalisation across channels (Krizhevsky et al. 2012), as PyTorch.
 
-    x (N, C, H, W) -> y (N, C, H, W), at every pixel v (``size`` = rho, ``k`` = kappa):
+    x (N, C, H, W) -> y (N, C, H, W), at every pixel v, a window of ``size`` = rho channels:
 
-        d_cv = k + (alpha / rho) * sum_{j in G(c)} x_jv^2      y_cv = x_cv / d_cv^beta
-        G(c) = [c - floor(rho/2), c + ceil(rho/2)]  intersected with {0, ..., C-1}
+        d_cv = k + (alpha / rho) * sum_{j in G(c)} x_jv^2        y_cv = x_cv / d_cv^beta
+        G(c) = [c - floor(rho/2), c + floor((rho-1)/2)]  intersected with {0, ..., C-1}
+
+    the same numbers as ``torch.nn.functional.local_response_norm(x, size, alpha, beta, k)``
+    (alpha is divided by rho also where the window is clipped at the first or last channel).
 
     Backward: d_cv depends on x_jv for every j in G(c), so with g = dL/dy,
 
         dL/dx_jv = g_jv / d_jv^beta - (2 alpha beta / rho) x_jv sum_{c : j in G(c)} g_cv x_cv / d_cv^(beta+1)
 
-    where {c : j in G(c)} = [j - ceil(rho/2), j + floor(rho/2)], the mirrored window.
+    where {c : j in G(c)} = [j - floor((rho-1)/2), j + floor(rho/2)]: the window mirrored
+    (for an even rho it reaches one channel further above j than below).
 
-    Difference from PyTorch: ``F.local_response_norm(x, size)`` averages over
-    [c - floor(size/2), c + ceil(size/2) - 1], exactly ``size`` channels, while
-    the practical's G(c), taken literally as a closed interval, holds rho + 1
-    (one more above c) and still divides by rho. This layer follows the practical.
-    The two agree with one another through a flip of the channel axis:
-    ours(x; rho, alpha) = flip(torch(flip(x); size=rho+1, alpha=alpha*(rho+1)/rho)),
-    which the tests check. For floor(rho/2) >= C-1 (e.g. ``LocalResponseNorm(5, alpha=5,
-    beta=0.5, k=0)`` on 3 channels, the practical's example) every window holds
-    every channel and both give x / ||x||, the L2 normalisation across channels.
+    ``local_response_norm_naive`` and ``local_response_norm_backward_naive`` are the same
+    two formulas as loops over channels. Some texts print the window as [c - floor(rho/2),
+    c + ceil(rho/2)], which holds rho + 1 channels; the code they run uses rho, as here.
+    When floor(rho/2) >= C-1 (e.g. ``LocalResponseNorm(5, alpha=5, beta=0.5, k=0)`` on
+    3 channels) every window holds every channel and y = x / ||x||, the L2 normalisation
+    across channels.
     """
 
     cache_slots = ("x", "denom")
@@ -203,7 +230,7 @@ class LocalResponseNorm(Layer):
     def _window_sum(self, values, below, above):
         """s[:, c] = sum of values[:, j] for j in [c - below, c + above] within 0..C-1.
 
-        One slice addition per offset of the window (rho + 1 of them), each over the whole batch.
+        One slice addition per offset of the window (below + above + 1 of them), each over the batch.
         """
         channels = values.shape[1]
         total = np.zeros_like(values)
@@ -230,7 +257,7 @@ class LocalResponseNorm(Layer):
         below, above = lrn_window(self.size)
         direct = grad_out * denom ** -self.beta
         through_denom = grad_out * x * denom ** (-self.beta - 1)
-        # sum over the channels c whose group holds j: the mirrored window
+        # sum over the channels c whose window holds j: the mirrored window (above, below)
         spread = self._window_sum(through_denom, above, below)
         return direct - (2 * self.alpha * self.beta / self.size) * x * spread
 

@@ -184,6 +184,8 @@ class GlobalAvgPool(Layer):
     x (N, C, H, W) -> y (N, C),   y[n, c] = (1 / (H*W)) * sum_{h, w} x[n, c, h, w]
 
         dL/dx[n, c, h, w] = dL/dy[n, c] / (H*W)      (the same for every position)
+
+    x is made C-contiguous first, so a strided view sums in the order of its copy.
     """
 
     cache_slots = ("x_shape",)
@@ -199,7 +201,7 @@ class GlobalAvgPool(Layer):
         self._check_ndim(x, 4, "(N, C, H, W)")
         self.x_shape = x.shape
         self._dtype = x.dtype
-        return x.mean(axis=(2, 3))
+        return np.ascontiguousarray(x).mean(axis=(2, 3))
 
     def backward_inputs(self, grad_out):
         """grad_out (N, C) -> dL/dx (N, C, H, W)."""

@@ -1,5 +1,9 @@
 """Weight penalties and the loss that adds them to a data loss."""
+import numbers
+
 import numpy as np
+
+from .base import FLOAT_DTYPES
 
 
 class L2Regularizer:
@@ -17,8 +21,13 @@ class L2Regularizer:
         if not isinstance(weights, np.ndarray):
             raise TypeError(f"L2Regularizer '{self.name}': weights must be a parameter array, "
                             f"got {type(weights).__name__}")
-        if not np.isfinite(weight_decay) or weight_decay < 0:
-            raise ValueError(f"L2Regularizer '{self.name}': weight_decay must be >= 0, got {weight_decay}")
+        if weights.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"L2Regularizer '{self.name}': weights must be a float32 or float64 parameter "
+                             f"array, got dtype {weights.dtype.name}")
+        if (isinstance(weight_decay, (bool, np.bool_)) or not isinstance(weight_decay, numbers.Real)
+                or not np.isfinite(weight_decay) or weight_decay < 0):
+            raise ValueError(f"L2Regularizer '{self.name}': weight_decay must be a finite number >= 0, "
+                             f"got {weight_decay!r}")
         self.weights = weights
         self.weight_decay = float(weight_decay)
 
@@ -41,9 +50,16 @@ class RegularizedLoss:
     """
 
     def __init__(self, data_loss, regularizers):
+        self.name = "RegularizedLoss"
+        if not (hasattr(data_loss, "forward") and hasattr(data_loss, "backward_inputs")):
+            raise TypeError(f"RegularizedLoss: the data loss {type(data_loss).__name__} has no forward(logits, targets) "
+                            f"and backward_inputs(logits, targets)")
         self.data_loss = data_loss
         self.regularizers = list(regularizers)
-        self.name = "RegularizedLoss"
+        for reg in self.regularizers:
+            if not (hasattr(reg, "forward") and hasattr(reg, "backward_params")):
+                raise TypeError(f"RegularizedLoss: the regularizer {type(reg).__name__} has no forward() "
+                                f"and backward_params() (use L2Regularizer(layer.weights, weight_decay))")
 
     def forward(self, logits, targets):
         return self.data_loss.forward(logits, targets) + sum(r.forward() for r in self.regularizers)
