@@ -10,6 +10,9 @@
     char_cnn                    the Oxford VGG practical's character recogniser
     alexnet, resnet18,          torchvision's architectures, layer for layer
     resnet34, resnet50
+    basic_block,                ResNet's two blocks; ``resnet`` builds any depth from them
+    bottleneck_block
+    lenet5_to_fully_convolutional   a trained LeNet-5's weights in its fully convolutional form
 
 Every builder takes ``dtype`` (float32 to train, float64 for gradient checks) and
 ``rng`` (a seed or a Generator: the He initialisation of all layers, reproducibly).
@@ -154,6 +157,8 @@ def lenet5_to_fully_convolutional(net):
     because ``Flatten`` orders the 16x5x5 features channel by channel, row by row. The
     new net has its own arrays (training one does not change the other).
     """
+    if len(getattr(net, "layers", ())) != 12 or [layer.name for layer in net][7:12:2] != ["fc1", "fc2", "fc3"]:
+        raise ValueError(f"lenet5_to_fully_convolutional: expected a net built by lenet5, got {net!r:.200}")
     fc1, fc2, fc3 = (net[i] for i in (7, 9, 11))
     out = lenet5_fully_convolutional(net[0].in_channels, fc3.out_features, dtype=fc3.dtype, rng=0)
     for i in (0, 3):  # conv1, conv2

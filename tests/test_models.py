@@ -94,6 +94,8 @@ def test_lenet5_to_fully_convolutional_scores_every_32x32_window(rng):
     np.testing.assert_allclose(score_map, scores.transpose(2, 3, 0, 1), rtol=1e-10, atol=1e-12)
     full.layers[6].weights[...] = 0  # its own arrays
     assert np.any(lenet.layers[7].weights != 0)
+    with pytest.raises(ValueError, match="expected a net built by lenet5"):
+        models.lenet5_to_fully_convolutional(models.mnist_cnn())
 
 
 def test_course_network_shape_traces():

@@ -263,3 +263,35 @@ def test_imagenet_preprocess_shape_and_normalisation():
     np.testing.assert_allclose(grey, white[:, :, :16, :16], rtol=1e-5)
     with pytest.raises(ValueError, match=r"expected an image \(H, W, 3\)"):
         T.imagenet_preprocess(np.zeros((4, 4, 5)))
+
+
+# ------------------------------------------------------------ with Trainer
+def test_transforms_plug_into_the_trainer_and_resume_bit_for_bit(tmp_path):
+    """Trainer's hook calls transform(batch, its own generator): a run stopped after one epoch and
+    resumed from its checkpoint ends with the parameters of an uninterrupted run."""
+    from minidl.layers import SoftmaxCrossEntropy
+    from minidl.models import lenet5
+    from minidl.optim import SGD
+    from minidl.trainer import Trainer
+
+    data = gen(0)
+    x = data.standard_normal((24, 1, 32, 32)).astype(np.float32)
+    y = data.integers(0, 10, size=24)
+    augment = T.Compose([T.RandomCrop(32, padding=2), T.RandomHorizontalFlip(), T.RandomShift(1)])
+
+    def trainer(path=None):
+        return Trainer(lenet5(rng=0), SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), batch_size=8, seed=5,
+                       checkpoint_path=path, transform=augment)
+
+    straight = trainer()
+    straight.fit(x, y, epochs=2)
+    path = tmp_path / "ckpt.npz"
+    trainer(path).fit(x, y, epochs=1)
+    resumed = trainer()
+    resumed.load_checkpoint(path)
+    resumed.fit(x, y, epochs=2)
+    for (_, a), (_, b) in zip(straight.net.params(), resumed.net.params()):
+        np.testing.assert_array_equal(a, b)
+    plain = Trainer(lenet5(rng=0), SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), batch_size=8, seed=5)
+    plain.fit(x, y, epochs=2)
+    assert not np.array_equal(plain.net.params()[0][1], straight.net.params()[0][1])
