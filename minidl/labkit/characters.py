@@ -32,6 +32,9 @@ BASELINE = 24   # the baseline's row, counted from the top
 EXCLUDED = re.compile(r"last resort|symbol|math|dingbat|nushu|keyboard|smallcaps|small caps|d050000l|"
                       r"stixsize|stixnonunicode|^cm(ex|sy|mi)", re.IGNORECASE)
 
+#: the names a family gives its plain style
+PLAIN_STYLES = ("Regular", "Book", "Roman", "Normal", "Medium")
+
 # FreeType flags: matplotlib >= 3.10 names them in enums, older releases as module constants
 _NO_HINTING = getattr(getattr(ft2font, "LoadFlags", None), "NO_HINTING", None) or ft2font.LOAD_NO_HINTING
 _KERN_UNFITTED = getattr(getattr(ft2font, "Kerning", None), "UNFITTED", None) or ft2font.KERNING_UNFITTED
@@ -123,6 +126,7 @@ def _rasterise(placed_paths, width, height=SIZE):
     gc = renderer.new_gc()
     gc.set_linewidth(0)
     gc.set_antialiased(True)
+    gc.set_snap(False)   # no snapping to the pixel grid: it would squash a hairline "l" to nothing
     for path, placement in placed_paths:
         renderer.draw_path(gc, path, placement, rgbFace=(0, 0, 0, 1))
     gc.restore()
@@ -190,12 +194,13 @@ def load_characters(ems=(EM,), validation_fraction=0.25, holdout=("Lato",), seed
 
     ``faces``: the faces to use (default ``find_faces()``); one that cannot draw every
     letter is left out. ``styles_per_family``: keep at most this many styles of each
-    family (Regular first, then the others alphabetically), for a smaller set.
+    family (the plain one first, see ``PLAIN_STYLES``, then the others alphabetically),
+    for a smaller set.
     """
     faces = find_faces() if faces is None else list(faces)
     if styles_per_family is not None:
         kept, count = [], {}
-        for face in sorted(faces, key=lambda f: (f.family, f.style != "Regular", f.style)):
+        for face in sorted(faces, key=lambda f: (f.family, f.style not in PLAIN_STYLES, f.style)):
             if count.get(face.family, 0) < styles_per_family:
                 count[face.family] = count.get(face.family, 0) + 1
                 kept.append(face)
@@ -318,23 +323,27 @@ class AddNeighbours:
     transform(x, rng): x (N, 1, H, W) -> (N, 1, H, W). Each neighbour is another image of
     the batch moved sideways by a spacing drawn from ``spacing`` (inclusive, pixels),
     and laid over the character by taking the darker pixel (ink over paper); each
-    side gets a neighbour with probability ``probability``. The vacated columns are
-    filled with paper, the largest value of the batch. The input is not modified.
+    side gets a neighbour with probability ``probability``. The columns a moved image
+    leaves empty are ``paper`` (default: the largest value of the batch). The input is
+    not modified.
     """
 
-    def __init__(self, spacing=(13, 18), probability=1.0):
+    random = True  # draws from rng (for minidl.transforms.Compose)
+
+    def __init__(self, spacing=(13, 18), probability=1.0, paper=None):
         low, high = spacing
         if not 0 < low <= high:
             raise ValueError(f"AddNeighbours: spacing must be a pair 0 < low <= high, got {spacing}")
         if not 0 <= probability <= 1:
             raise ValueError(f"AddNeighbours: probability must be in [0, 1], got {probability}")
         self.spacing, self.probability = (int(low), int(high)), float(probability)
+        self.paper = None if paper is None else float(paper)
 
     def __call__(self, x, rng):
-        if x.ndim != 4:
-            raise ValueError(f"AddNeighbours: expected (N, C, H, W), got shape {x.shape}")
+        if not isinstance(x, np.ndarray) or x.ndim != 4:
+            raise ValueError(f"AddNeighbours: expected a batch (N, C, H, W), got {getattr(x, 'shape', x)}")
         n, width = x.shape[0], x.shape[3]
-        paper = x.max()
+        paper = x.max() if self.paper is None else self.paper
         out = x.copy()
         for side in (-1, 1):       # left, then right
             others = rng.permutation(n)
@@ -343,12 +352,12 @@ class AddNeighbours:
             for i in np.nonzero(present)[0]:
                 s = min(int(shifts[i]), width)
                 moved = np.full_like(x[i], paper)
-                if side < 0:   # the neighbour on the left: its image moved left by s
+                if side < 0:   # the left neighbour: its image moved left by s
                     moved[..., :width - s] = x[others[i], ..., s:]
-                else:
+                else:          # the right neighbour: moved right by s
                     moved[..., s:] = x[others[i], ..., :width - s]
                 np.minimum(out[i], moved, out=out[i])
         return out
 
     def __repr__(self):
-        return f"AddNeighbours(spacing={self.spacing}, probability={self.probability})"
+        return f"AddNeighbours(spacing={self.spacing}, probability={self.probability}, paper={self.paper})"
