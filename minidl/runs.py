@@ -1,4 +1,4 @@
-"""The plumbing of ``train_mnist.py`` and ``train_l2reg.py``: options, run directory, outputs.
+"""The plumbing of ``train_mnist.py``, ``train_l2reg.py`` and ``train_cifar.py``: options, run directory, outputs.
 
 The scripts show the recipe (data, network, loss, optimiser, learning-rate
 policy, ``Trainer.fit``, evaluation); this module does the rest. A run leaves in
@@ -8,6 +8,7 @@ its directory (``--out``):
     checkpoint.npz         a model file plus the optimiser and loop state, after every
                            epoch and on Ctrl-C (``--resume`` continues from it bit for bit)
     filters/*.png          the first layer's filters every N steps and at each epoch end
+    filters_start_end.png  the first layer's filters at initialisation and after training
     training_plot.png      train/validation loss and accuracy, learning rate, per epoch
     metrics.json           per-epoch history, test loss/accuracy, confusion matrix,
                            per-class precision and recall
@@ -15,20 +16,34 @@ its directory (``--out``):
     model.npz              the trained network: ``minidl.io.load("model.npz")``
 
 Every option is declared once, in ``parser``; the parsed ``argparse.Namespace``
-is the run's configuration (``options(**changes)`` makes one in code).
+is the run's configuration (``options(**changes)`` makes one in code). Titles,
+logs and metrics.json name the data set as ``DATASETS`` describes it, so a run on
+a stand-in is never mistaken for one on the real thing.
 """
 import argparse
 import functools
 import json
 import os
 import sys
+import textwrap
 
 import numpy as np
 
 from . import io, metrics, ops, viz
+from .data import DataUnavailableError
 from .layers import softmax
 from .optim import EpochPolicy
-from .trainer import Callback, NonFiniteLossError
+from .trainer import Callback, NonFiniteLossError, evaluate
+
+#: what each ``--dataset`` is, in the words every output of a run uses
+DATASETS = {
+    "mnist": "MNIST",
+    "fashion-mnist": "Fashion-MNIST",
+    "cifar10": "CIFAR-10",
+    "fashion-mnist-as-cifar": "Fashion-MNIST as CIFAR (a stand-in for CIFAR-10, not CIFAR-10: "
+                              "grey 28x28 images padded to 32x32 and repeated over 3 channels)",
+}
+SCRIPT_DATASETS = {"mnist": ("mnist", "fashion-mnist"), "cifar": ("cifar10", "fashion-mnist-as-cifar")}
 
 
 # ------------------------------------------------------------------ options
@@ -56,28 +71,47 @@ def positive_int(text):
     return value
 
 
-def parser(description, out):
-    """The options the training scripts share, each declared here once; the defaults
-    are the lab's. ``out`` is the script's default run directory."""
+def parser(description, out, script="mnist"):
+    """The options of the training scripts, each declared here once; the defaults are
+    the labs'. ``out`` is the script's default run directory; ``script`` is "mnist"
+    (train_mnist.py, train_l2reg.py: the lab network, whose widths are options) or
+    "cifar" (train_cifar.py: the fixed CIFAR-10 network, augmentation, a random
+    validation split)."""
+    if script not in SCRIPT_DATASETS:
+        raise ValueError(f"script must be one of {sorted(SCRIPT_DATASETS)}, got {script!r}")
+    cifar = script == "cifar"
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     option = p.add_argument
     option("--out", default=out, help="run directory (default: %(default)s)")
     option("--data-dir", default=None, help="where the datasets are cached (default: $MINIDL_DATA, "
            "else ~/.cache/minidl)")
-    option("--dataset", default="mnist", choices=["mnist", "fashion-mnist"], help="(default: %(default)s)")
+    datasets = SCRIPT_DATASETS[script]
+    option("--dataset", default=datasets[0], choices=datasets, help="(default: %(default)s)" + (
+        "; fashion-mnist-as-cifar is an offline stand-in (Fashion-MNIST padded to 32x32, three equal "
+        "channels), named as such in every output" if cifar else ""))
     option("--limit", type=positive_int, default=None, help="train on the first N training images only")
-    option("--epochs", type=int, default=8, help="(default: %(default)s)")
+    option("--epochs", type=int, default=10 if cifar else 8, help="(default: %(default)s)")
     option("--batch-size", type=positive_int, default=50, help="(default: %(default)s)")
-    option("--lr-policy", type=_lr_policy_argument, default="1:0.1,3:0.01,5:0.001,7:0.0001",
+    option("--lr-policy", type=_lr_policy_argument,
+           default="1:0.01,7:0.001" if cifar else "1:0.1,3:0.01,5:0.001,7:0.0001",
            help="learning rate from each epoch on, epoch:lr pairs (default: %(default)s)")
-    option("--momentum", type=float, default=0.0, help="SGD momentum (default: %(default)s)")
-    option("--weight-decay", type=float, default=0.0,
-           help="lambda of an L2 penalty on the conv1, conv2 and fc3 weights (default: %(default)s)")
-    option("--conv1-width", type=positive_int, default=16, help="filters of conv1 (default: %(default)s)")
-    option("--conv2-width", type=positive_int, default=32, help="filters of conv2 (default: %(default)s)")
-    option("--fc-width", type=positive_int, default=512, help="units of the hidden FC layer (default: %(default)s)")
-    option("--kernel-size", type=positive_int, default=5, help="(default: %(default)s)")
-    option("--seed", type=int, default=0, help="initial weights and shuffling (default: %(default)s)")
+    option("--momentum", type=float, default=0.9 if cifar else 0.0, help="SGD momentum (default: %(default)s)")
+    option("--weight-decay", type=float, default=1e-4 if cifar else 0.0,
+           help="lambda of an L2 penalty on " + ("the weights of every conv and FC layer" if cifar else
+                                                  "the conv1, conv2 and fc3 weights") + " (default: %(default)s)")
+    if cifar:
+        option("--augment", action="store_true",
+               help="random crops (4 pixels of zero padding) and horizontal flips of every training batch")
+        option("--validation-size", type=positive_int, default=5000,
+               help="training images held out for validation, drawn at random with --seed (default: %(default)s)")
+    else:
+        option("--conv1-width", type=positive_int, default=16, help="filters of conv1 (default: %(default)s)")
+        option("--conv2-width", type=positive_int, default=32, help="filters of conv2 (default: %(default)s)")
+        option("--fc-width", type=positive_int, default=512,
+               help="units of the hidden FC layer (default: %(default)s)")
+        option("--kernel-size", type=positive_int, default=5, help="(default: %(default)s)")
+    option("--seed", type=int, default=0, help="initial weights and shuffling" + (
+        ", augmentation and the validation split" if cifar else "") + " (default: %(default)s)")
     option("--filter-every", type=int, default=200,
            help="steps between filter images, 0 for epoch ends only (default: %(default)s)")
     option("--resume", action="store_true", help="continue the run in --out from its checkpoint")
@@ -93,9 +127,10 @@ def replace(options, **changes):
     return argparse.Namespace(**{**vars(options), **changes})
 
 
-def options(**changes):
-    """The default options with some changed, e.g. ``options(out="runs/quick", epochs=1)``."""
-    return replace(parser(None, out="runs/mnist").parse_args([]), **changes)
+def options(script="mnist", **changes):
+    """The default options of a script ("mnist" or "cifar", see ``parser``) with some changed,
+    e.g. ``options(out="runs/quick", epochs=1)``."""
+    return replace(parser(None, out=f"runs/{script}", script=script).parse_args([]), **changes)
 
 
 # ------------------------------------------------------------------ callbacks
@@ -176,6 +211,33 @@ class FilterSnapshots(Callback):
         self.save(epoch, trainer.global_step)
 
 
+class ValidationMetrics(Callback):
+    """After each epoch, the net on the validation split (x (N, C, H, W), y (N,)): loss,
+    accuracy, confusion matrix, per-class precision and recall, printed and added to the
+    epoch's history entry as val_loss, val_accuracy, val_confusion, val_precision and
+    val_recall. The trainer has already written that epoch's checkpoint; it is written
+    again with them, so a resumed run's history has them for every epoch.
+
+    Place it before ``ProgressBar`` in the callbacks (which prints the entry), and train
+    with ``fit(x, y, epochs)`` alone so the validation split is not evaluated twice.
+    """
+
+    def __init__(self, x, y, class_names=None, report=True):
+        self.x, self.y, self.class_names, self.report = x, y, class_names, report
+
+    def on_epoch_end(self, trainer, epoch, record):
+        result = evaluate(trainer.net, trainer.loss, self.x, self.y, trainer.eval_batch_size)
+        confusion = metrics.confusion_matrix(self.y, result["predictions"], result["logits"].shape[1])
+        precision, recall = metrics.precision_recall(confusion)
+        record.update(val_loss=result["loss"], val_accuracy=result["accuracy"], val_confusion=confusion.tolist(),
+                      val_precision=precision.tolist(), val_recall=recall.tolist())
+        if trainer.checkpoint_path:
+            trainer.save_checkpoint(trainer.checkpoint_path)
+        if self.report:
+            print(f"validation after epoch {epoch}:\n{metrics.classification_report(confusion, self.class_names)}",
+                  flush=True)
+
+
 # ------------------------------------------------------------ the run directory
 class RunDirectory:
     """The ``--out`` directory of one run and the files in it (see the module docstring).
@@ -195,14 +257,27 @@ class RunDirectory:
                                   f"continue it, or choose another --out")
         os.makedirs(self.path, exist_ok=True)
         write_json(self.file("config.json"), vars(options))
+        self.dataset = DATASETS[options.dataset]
+        print(f"data: {self.dataset}", flush=True)
 
     def file(self, name):
         return os.path.join(self.path, name)
 
-    def callbacks(self, first_conv):
-        """Progress bars and snapshots of ``first_conv``'s filters, as the options say."""
-        return [ProgressBar(self.options.progress),
-                FilterSnapshots(first_conv, self.file("filters"), self.options.filter_every)]
+    def title(self, what):
+        """A figure title: ``what`` and the data set of the run, wrapped to fit."""
+        return textwrap.fill(f"{what}: {self.dataset}", 100)
+
+    def callbacks(self, first_conv, validation=None):
+        """Progress bars and snapshots of ``first_conv``'s filters, as the options say; with
+        ``validation`` = (x, y, class_names), the per-epoch ``ValidationMetrics`` first."""
+        report = [ValidationMetrics(*validation)] if validation is not None else []
+        return report + [ProgressBar(self.options.progress),
+                         FilterSnapshots(first_conv, self.file("filters"), self.options.filter_every)]
+
+    def write_filters(self, initial, trained, what="First-layer filters"):
+        """filters_start_end.png: a filter bank (F, C, KH, KW) at initialisation and after training."""
+        return viz.filter_comparison({"initial": initial, "trained": trained}, self.file("filters_start_end.png"),
+                                     title=self.title(what))
 
     def write_results(self, history, test, data, loss):
         """Print the per-class report; write metrics.json, training_plot.png and worst_test.png.
@@ -216,13 +291,14 @@ class RunDirectory:
         if hasattr(loss, "regularizers"):
             print(f"(the test loss is cross-entropy {cross_entropy:.4f} + the L2 penalty)")
         print(metrics.classification_report(confusion, getattr(data, "class_names", None)))
-        viz.plot_training(history, self.file("training_plot.png"))
+        viz.plot_training(history, self.file("training_plot.png"), title=self.title("Training curves"))
         viz.plot_worst(data.test_x, data.test_y, softmax(test["logits"].astype(np.float64)),
                        self.file("worst_test.png"), k=20, mean=getattr(data, "mean", 0.0),
                        std=getattr(data, "std", 1.0), class_names=getattr(data, "class_names", None),
-                       losses=test["losses"])
+                       losses=test["losses"], title=self.title("Worst test mistakes"))
         result = {
-            "dataset": self.options.dataset, "backend": ops.BACKEND, "config": vars(self.options),
+            "dataset": self.options.dataset, "dataset_description": self.dataset,
+            "backend": ops.BACKEND, "config": vars(self.options),
             "history": history, "train_seconds": sum(record["seconds"] for record in history),
             "test_loss": test["loss"], "test_cross_entropy": cross_entropy, "test_accuracy": test["accuracy"],
             "confusion_matrix": confusion.tolist(), "precision": precision.tolist(), "recall": recall.tolist(),
@@ -248,8 +324,9 @@ class Interrupted(Exception):
 def exit_status(main):
     """Make a script's ``main(argv)`` return its exit status: 0 when it returns; 130 after
     Ctrl-C (``Interrupted``, or a KeyboardInterrupt outside training); 1 when the loss
-    diverged (``NonFiniteLossError``); 2 for a refused run directory or a bad value.
-    The reason is printed, not a traceback."""
+    diverged (``NonFiniteLossError``); 2 for a refused run directory, a bad value or
+    data that cannot be had (``DataUnavailableError``). The reason is printed, not a
+    traceback."""
     @functools.wraps(main)
     def run(argv=None):
         try:
@@ -263,7 +340,7 @@ def exit_status(main):
         except NonFiniteLossError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        except (FileExistsError, FileNotFoundError, ValueError, DataUnavailableError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return 0

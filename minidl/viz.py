@@ -26,7 +26,8 @@ from .io import atomic_target
 from .metrics import _as_index_vector, top_k
 
 __all__ = ["filter_grid", "save_filter_grid", "plot_training", "training_figure",
-           "plot_worst", "worst_figure", "lambda_comparison", "lambda_figure"]
+           "plot_worst", "worst_figure", "lambda_comparison", "lambda_figure",
+           "filter_comparison", "filters_figure"]
 
 DPI = 100
 
@@ -179,11 +180,31 @@ def lambda_figure(filters_by_lambda, **grid_kw):
     """The Figure that ``lambda_comparison`` saves (for a notebook, or to adjust before saving)."""
     if not isinstance(filters_by_lambda, dict) or not filters_by_lambda:
         raise ValueError("filters_by_lambda must be a non-empty dict {lambda: weights (F, C, KH, KW)}")
+    return filters_figure({f"λ = {_format_lambda(lam)}": weights for lam, weights in filters_by_lambda.items()},
+                          "First-layer filters by L2 regularisation strength", **grid_kw)
+
+
+def filter_comparison(filters_by_label, path, title=None, **grid_kw):
+    """Filter grids side by side, one per label (e.g. "initial" and "trained"); writes ``path`` (.png).
+
+    filters_by_label: {label: weights (F, C, KH, KW)}, drawn left to right. Each panel
+    is titled with its label and the range of its weights (every grid is min-max
+    normalised on its own, see ``filter_grid``); ``title`` goes above them all.
+    Returns path.
+    """
+    _check_png_path(path)
+    return _save_figure(filters_figure(filters_by_label, title, **grid_kw), path)
+
+
+def filters_figure(filters_by_label, title=None, **grid_kw):
+    """The Figure that ``filter_comparison`` saves (for a notebook, or to adjust before saving)."""
+    if not isinstance(filters_by_label, dict) or not filters_by_label:
+        raise ValueError("filters_by_label must be a non-empty dict {label: weights (F, C, KH, KW)}")
     panels = []
-    for lam, weights in filters_by_lambda.items():
+    for label, weights in filters_by_label.items():
         grid = filter_grid(weights, **grid_kw)
         weights = np.asarray(weights, dtype=np.float64)
-        panels.append((lam, grid, weights.min(), weights.max()))
+        panels.append((label, grid, weights.min(), weights.max()))
 
     # panel widths follow the grids' aspect ratios, so every grid gets the same height
     ratios = [grid.shape[1] / grid.shape[0] for _, grid, _, _ in panels]
@@ -191,10 +212,11 @@ def lambda_figure(filters_by_lambda, **grid_kw):
     grid_height = min(panel_width * len(panels) / sum(ratios), 6.0)
     figure = _new_figure(panel_width * len(panels) + 0.3, grid_height + 0.9)
     axes_row = figure.subplots(1, len(panels), width_ratios=ratios, squeeze=False)[0]
-    for axes, (lam, grid, low, high) in zip(axes_row, panels):
+    for axes, (label, grid, low, high) in zip(axes_row, panels):
         _show_grid(axes, grid)
-        axes.set_title(f"λ = {_format_lambda(lam)}\nweights in [{low:.3g}, {high:.3g}]", fontsize=11)
-    figure.suptitle("First-layer filters by L2 regularisation strength", fontsize=12)
+        axes.set_title(f"{label}\nweights in [{low:.3g}, {high:.3g}]", fontsize=11)
+    if title:
+        figure.suptitle(title, fontsize=12)
     return figure
 
 
@@ -208,7 +230,7 @@ def _series(history, key):
     return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
 
 
-def plot_training(history, path):
+def plot_training(history, path, title=None):
     """Three panels: loss (train/val), accuracy (train/val), learning rate (log scale); writes ``path``.
 
     history: a list of per-epoch dicts as ``Trainer.fit`` returns, with keys
@@ -216,13 +238,14 @@ def plot_training(history, path):
     Any key may be missing (validation is often off): a series no epoch has is
     left out, an epoch missing a value leaves a gap. Epochs are numbered
     1, 2, ... when "epoch" is absent. The learning rate falls back to a linear
-    axis if some value is not positive. Returns path.
+    axis if some value is not positive. ``title`` goes above the panels (say which
+    data the run trained on). Returns path.
     """
     _check_png_path(path)
-    return _save_figure(training_figure(history), path)
+    return _save_figure(training_figure(history, title), path)
 
 
-def training_figure(history):
+def training_figure(history, title=None):
     """The Figure that ``plot_training`` saves (for a notebook, or to adjust before saving)."""
     if isinstance(history, dict):
         raise ValueError("history must be a list of per-epoch dicts, got one dict")
@@ -240,7 +263,7 @@ def training_figure(history):
     style = {"marker": "o", "linewidth": 2, "markersize": 4}
     panels = ((loss_axes, "Cross-entropy loss", "loss", ("train_loss", "val_loss")),
               (accuracy_axes, "Accuracy", "accuracy", ("train_accuracy", "val_accuracy")))
-    for axes, title, ylabel, keys in panels:
+    for axes, panel_title, ylabel, keys in panels:
         drawn = 0
         for key, label, colour in zip(keys, ("train", "validation"), ("tab:purple", "tab:cyan")):
             values = _series(history, key)
@@ -251,7 +274,7 @@ def training_figure(history):
             axes.legend()
         else:
             axes.text(0.5, 0.5, f"no {ylabel} recorded", ha="center", va="center", transform=axes.transAxes)
-        axes.set_title(title)
+        axes.set_title(panel_title)
         axes.set_ylabel(ylabel)
 
     lr = _series(history, "lr")
@@ -272,6 +295,8 @@ def training_figure(history):
         if len(epochs) == 1:  # a lone point would get an axis of fractional epochs around it
             axes.set_xlim(epochs[0] - 1, epochs[0] + 1)
         axes.grid(True, alpha=0.3)
+    if title:
+        figure.suptitle(title, fontsize=12)
     return figure
 
 
@@ -302,7 +327,8 @@ def _display_images(images, mean, std):
     return pixels[:, 0] if channels == 1 else pixels.transpose(0, 2, 3, 1)
 
 
-def plot_worst(images, labels, probs, path, k=20, mean=0.0, std=1.0, class_names=None, losses=None):
+def plot_worst(images, labels, probs, path, k=20, mean=0.0, std=1.0, class_names=None, losses=None,
+               title=None):
     """The k misclassified images with the largest loss, in a grid of 5 columns; writes ``path``.
 
     images (N, C, H, W) with C = 1 (grey) or 3 (RGB), normalised as the network
@@ -313,14 +339,15 @@ def plot_worst(images, labels, probs, path, k=20, mean=0.0, std=1.0, class_names
     Each panel is titled "true X  (loss L)", "pred a p_a", "b p_b,  c p_c": the
     true class and the top 3 predictions with their probabilities.
     Fewer than k mistakes: all of them are shown; none: the figure says so.
+    ``title`` is a first line above the figure's own (say which data these are).
     Returns path.
     """
     _check_png_path(path)
     return _save_figure(worst_figure(images, labels, probs, k=k, mean=mean, std=std,
-                                     class_names=class_names, losses=losses), path)
+                                     class_names=class_names, losses=losses, title=title), path)
 
 
-def worst_figure(images, labels, probs, k=20, mean=0.0, std=1.0, class_names=None, losses=None):
+def worst_figure(images, labels, probs, k=20, mean=0.0, std=1.0, class_names=None, losses=None, title=None):
     """The Figure that ``plot_worst`` saves (for a notebook, or to adjust before saving)."""
     images = np.asarray(images, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
@@ -359,6 +386,8 @@ def worst_figure(images, labels, probs, k=20, mean=0.0, std=1.0, class_names=Non
         axes.set_axis_off()
         axes.text(0.5, 0.5, f"No misclassified images\n(all {num_images} classified correctly)",
                   ha="center", va="center", fontsize=14, transform=axes.transAxes)
+        if title:
+            figure.suptitle(title, fontsize=12)
         return figure
 
     shown = _display_images(images[chosen], mean, std)
@@ -382,6 +411,7 @@ def worst_figure(images, labels, probs, k=20, mean=0.0, std=1.0, class_names=Non
         if len(guesses) > 1:
             lines.append(",  ".join(guesses[1:]))
         axes.set_title("\n".join(lines), fontsize=9)
-    figure.suptitle(f"{len(chosen)} of {len(wrong)} misclassified images (out of {num_images}), "
-                    f"largest loss first", fontsize=12)
+    heading = (f"{len(chosen)} of {len(wrong)} misclassified images (out of {num_images}), "
+               f"largest loss first")
+    figure.suptitle(f"{title}\n{heading}" if title else heading, fontsize=12)
     return figure

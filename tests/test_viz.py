@@ -403,6 +403,28 @@ def test_lambda_comparison_rejects_empty(tmp_path):
         viz.lambda_comparison({}, tmp_path / "lambdas.png")
 
 
+def test_filter_comparison_panels_and_title(tmp_path):
+    rng = np.random.default_rng(3)
+    banks = {"initial": rng.normal(size=(16, 3, 5, 5)), "trained": 2 * rng.normal(size=(16, 3, 5, 5))}
+    figure = viz.filters_figure(banks, title="conv1 on some data")
+    assert [ax.get_title().splitlines()[0] for ax in figure.axes] == ["initial", "trained"]
+    assert figure.get_suptitle() == "conv1 on some data"
+    np.testing.assert_array_equal(figure.axes[1].images[0].get_array(), viz.filter_grid(banks["trained"]))
+    assert read_png(viz.filter_comparison(banks, tmp_path / "f.png", title="x")).ndim == 3
+    with pytest.raises(ValueError, match="non-empty dict"):
+        viz.filters_figure({})
+
+
+def test_training_and_worst_figures_carry_a_title():
+    assert viz.training_figure(make_history(2), title="on the stand-in").get_suptitle() == "on the stand-in"
+    assert viz.training_figure(make_history(2)).get_suptitle() == ""
+    images = np.zeros((3, 1, 4, 4))
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    heading = viz.worst_figure(images, [1, 1, 0], probs, title="on the stand-in").get_suptitle()
+    assert heading.splitlines() == ["on the stand-in", "1 of 1 misclassified images (out of 3), largest loss first"]
+    assert viz.worst_figure(images, [0, 1, 0], probs, title="T").get_suptitle() == "T"  # no mistakes
+
+
 # ---------------------------------------------------------------- pyplot is left alone
 
 def test_viz_never_imports_pyplot(tmp_path):

@@ -118,12 +118,14 @@ def ensure_cifar10_files(data_dir=None, fetch=True, archives=None, timeout=DEFAU
     return paths
 
 
-def load_cifar10(data_dir=None, validation_size=5000, dtype=np.float32, fetch=True, archives=None):
+def load_cifar10(data_dir=None, validation_size=5000, dtype=np.float32, fetch=True, archives=None,
+                 split_seed=None):
     """CIFAR-10 as a ``Dataset``: images (N, 3, 32, 32) standardised per channel.
 
     data_batch_1..5 in order give 50,000 training images: the first
     ``50000 - validation_size`` are the training split, the last ``validation_size``
-    the validation split (fixed). x = (pixels / 255 - mean[c]) / std[c], with the
+    the validation split (fixed; with ``split_seed``, a random sample drawn with
+    that seed, see ``make_dataset``). x = (pixels / 255 - mean[c]) / std[c], with the
     per-channel mean and standard deviation of the training split only, shape
     (3,). Labels are int64 in [0, 10).
     """
@@ -133,4 +135,4 @@ def load_cifar10(data_dir=None, validation_size=5000, dtype=np.float32, fetch=Tr
     train_labels = np.concatenate([labels for _, labels in batches])
     test_images, test_labels = read_cifar_batch(paths["test_batch"])
     return make_dataset(train_images, train_labels, test_images, test_labels, CLASS_NAMES["cifar-10"],
-                        validation_size, dtype, divide_by_std=True)
+                        validation_size, dtype, divide_by_std=True, split_seed=split_seed)

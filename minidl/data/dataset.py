@@ -58,12 +58,15 @@ def pixel_stats(images):
 
 
 def make_dataset(train_images, train_labels, test_images, test_labels, class_names,
-                 validation_size, dtype, divide_by_std):
+                 validation_size, dtype, divide_by_std, split_seed=None):
     """A ``Dataset`` from uint8 images (N, C, H, W) and integer labels (N,).
 
     The first ``N_train - validation_size`` training images are the training
     split, the last ``validation_size`` the validation split (fixed, not
-    shuffled). Per channel c, mean[c] and std[c] are the statistics of the
+    shuffled). With ``split_seed`` (an int), the training images are first put in
+    a random order drawn from ``numpy.random.default_rng(split_seed)``, so the
+    validation split is a random sample of ``validation_size``, the same one for
+    the same seed. Per channel c, mean[c] and std[c] are the statistics of the
     training split's pixels / 255; x = (pixels / 255 - mean[c]) / std[c] in
     ``dtype``, or only centred (std = 1) when ``divide_by_std`` is False. A
     constant channel is only centred, never divided by zero.
@@ -77,6 +80,10 @@ def make_dataset(train_images, train_labels, test_images, test_labels, class_nam
         raise ValueError(f"validation_size must be in [0, {num_total - 1}] "
                          f"for {num_total} training images, got {validation_size}")
     num_train = num_total - validation_size
+    train_labels = np.asarray(train_labels, dtype=np.int64)
+    if split_seed is not None:  # a random split: shuffle once, then cut as above
+        order = np.random.default_rng(split_seed).permutation(num_total)
+        train_images, train_labels = train_images[order], train_labels[order]
 
     channels = train_images.shape[1]
     stats = [pixel_stats(train_images[:num_train, c]) for c in range(channels)]  # over N, H, W
@@ -90,7 +97,6 @@ def make_dataset(train_images, train_labels, test_images, test_labels, class_nam
         x -= mean[:, None, None]   # (C,) -> (C, 1, 1) broadcasts over N, H, W
         if divide_by_std:
             x /= std[:, None, None]
-    train_labels = np.asarray(train_labels, dtype=np.int64)
     return Dataset(
         train_x=train_all[:num_train], train_y=train_labels[:num_train],
         val_x=train_all[num_train:], val_y=train_labels[num_train:],

@@ -169,14 +169,15 @@ def load_mnist(data_dir=None, dataset="mnist", validation_size=5000, dtype=np.fl
 
 
 def load_fashion_mnist_as_cifar(data_dir=None, validation_size=5000, dtype=np.float32, fetch=True,
-                                sources=None):
+                                sources=None, split_seed=None):
     """Fashion-MNIST shaped like CIFAR-10: images (N, 3, 32, 32), standardised per channel.
 
     A stand-in for trying a CIFAR-10 network where CIFAR-10 cannot be had (it
     reads the Fashion-MNIST files, which Debian packages). Each 28 x 28 image gets
     a black border of 2 pixels and is repeated over three identical channels;
     then, as ``load_cifar10`` does, x = (pixels / 255 - mean[c]) / std[c] with the
-    training split's statistics. Split and arguments as in ``load_mnist``; the
+    training split's statistics. Split and arguments as in ``load_mnist``
+    (``split_seed``: a random validation split, as in ``load_cifar10``); the
     class names are Fashion-MNIST's.
     """
     train_images, train_labels, test_images, test_labels = read_idx_dataset("fashion-mnist", data_dir,
@@ -187,4 +188,5 @@ def load_fashion_mnist_as_cifar(data_dir=None, validation_size=5000, dtype=np.fl
         return np.repeat(padded[:, None], 3, axis=1)
 
     return make_dataset(as_cifar(train_images), train_labels, as_cifar(test_images), test_labels,
-                        CLASS_NAMES["fashion-mnist"], validation_size, dtype, divide_by_std=True)
+                        CLASS_NAMES["fashion-mnist"], validation_size, dtype, divide_by_std=True,
+                        split_seed=split_seed)
