@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmark scripts (issue #4).
+"""Shared pieces of the benchmark scripts.
 
 * the machine description every script prints (CPU model, cores, versions, load);
 * ``lab_net_flops``: the FLOPs of the lab network, counted by hand;
@@ -452,7 +452,7 @@ class MinidlBench:
             c = np.empty((n, n), np.float32)
             t, reps = time_call(lambda: np.matmul(a, b, out=c), min_seconds=seconds, min_reps=5)
             square[str(n)] = {"seconds": t, "reps": reps, "gflops": 2 * n ** 3 / t / 1e9}
-            if self.ops.FAST_MATMUL:  # minidl's own product (gemm.c), what its layers run
+            if self.ops.fast.available(np.float32):  # minidl's own product (gemm.c), what its layers run
                 t, reps = time_call(lambda: self.ops.matmul(a, b, out=c), min_seconds=seconds, min_reps=5)
                 square[str(n)]["minidl_gflops"] = 2 * n ** 3 / t / 1e9
         shapes = {}

@@ -147,8 +147,8 @@ def measure_kernels(batch, reps):
     put the same kernel's time inside a real training step beside it. The pieces
     are those of conv.py / linear.py / pool.py / activations.py, re-enacted with
     the same calls and layouts (GEMMs: ``_harness.lab_gemms``). For float32 with
-    the AVX-512 GEMM, Conv is one fused call each way (``ops.conv_forward`` /
-    ``ops.conv_backward``); otherwise its im2col, product, bias and copy pieces.
+    the fast path, Conv is one call each way (``ops.fast.conv_forward`` /
+    ``ops.fast.conv_backward``); otherwise its im2col, product, bias and copy pieces.
     """
     if H.REPO not in sys.path:
         sys.path.insert(0, H.REPO)
@@ -174,18 +174,18 @@ def measure_kernels(batch, reps):
         w = rng.standard_normal((f, c, 5, 5), dtype=np.float32)
         bias = rng.random(f, dtype=np.float32)
         geometry = ((1, 1), (2, 2), (1, 1))
-        add(conv, "forward", f"ops.conv_forward (N,{c},{side},{side}) -> (N,{f},{side},{side})",
-            lambda: ops.conv_forward(x, w, bias, *geometry), key=("conv_forward", x.shape))
+        add(conv, "forward", f"ops.fast.conv_forward (N,{c},{side},{side}) -> (N,{f},{side},{side})",
+            lambda: ops.fast.conv_forward(x, w, bias, *geometry), key=("conv_forward", x.shape))
         g = rng.random((n, f, side, side), dtype=np.float32)
         need = conv != "conv1"   # the first layer's input gradient is never computed
-        add(conv, "backward", "ops.conv_backward" + (" with dL/dx" if need else " without dL/dx"),
-            lambda: ops.conv_backward(x, w, g, *geometry, need), key=("conv_backward", x.shape))
+        add(conv, "backward", "ops.fast.conv_backward" + (" with dL/dx" if need else " without dL/dx"),
+            lambda: ops.fast.conv_backward(x, w, g, *geometry, need), key=("conv_backward", x.shape))
 
     def im2col_conv_pieces(conv, c, f, side, x):
         k, m = c * 25, n * side * side
-        cols = np.empty((k, m), np.float32)
+        cols = ops.im2col(x, 5, 5, 1, 1, 2, 2)
         add(conv, "forward", f"im2col (N,{c},{side},{side}) -> ({k}, {m})",
-            lambda: ops.im2col(x, 5, 5, 1, 1, 2, 2, out=cols), key=("im2col", x.shape))
+            lambda: ops.im2col(x, 5, 5, 1, 1, 2, 2), key=("im2col", x.shape))
         add_gemm(conv, "forward", "fwd")
         y2d = rng.random((f, m), dtype=np.float32)
         bias = rng.random(f, dtype=np.float32)
@@ -212,7 +212,7 @@ def measure_kernels(batch, reps):
     for conv, pool, relu, c, f, side in (("conv1", "pool1", "relu1", 1, 16, 28),
                                          ("conv2", "pool2", "relu2", 16, 32, 14)):
         x = rng.random((n, c, side, side), dtype=np.float32)
-        if ops.fused_conv(np.float32):
+        if ops.fast.available(np.float32):
             fused_conv_pieces(conv, c, f, side, x)
         else:
             im2col_conv_pieces(conv, c, f, side, x)
@@ -251,8 +251,9 @@ def measure_kernels_in_step(batch, reps, warmup):
     from minidl.trainer import Trainer
 
     times = {}
-    originals = {name: getattr(ops, name) for name in ("im2col", "col2im", "maxpool_forward", "maxpool_backward",
-                                                       "conv_forward", "conv_backward")}
+    originals = {(ops, name): getattr(ops, name)
+                 for name in ("im2col", "col2im", "maxpool_forward", "maxpool_backward")}
+    originals.update({(ops.fast, name): getattr(ops.fast, name) for name in ("conv_forward", "conv_backward")})
 
     def wrap(name, fn):
         def timed(*args, **kwargs):
@@ -270,13 +271,13 @@ def measure_kernels_in_step(batch, reps, warmup):
     for i in range(warmup):
         trainer.train_step(*data[i % len(data)])
     try:
-        for name, fn in originals.items():
-            setattr(ops, name, wrap(name, fn))
+        for (module, name), fn in originals.items():
+            setattr(module, name, wrap(name, fn))
         for i in range(reps):
             trainer.train_step(*data[i % len(data)])
     finally:
-        for name, fn in originals.items():
-            setattr(ops, name, fn)
+        for (module, name), fn in originals.items():
+            setattr(module, name, fn)
     return {key: H.median(v) for key, v in times.items()}
 
 
@@ -346,7 +347,7 @@ def main(argv=None):
               "kernels_in_step": [{"kernel": k[0], "shape": list(k[1]), "seconds": v} for k, v in in_step.items()]}
 
     if not args.quiet:
-        out("minidl benchmark: per-layer time of a lab-net training step (issue #4)")
+        out("minidl benchmark: per-layer time of a lab-net training step")
         for line in H.machine_lines(machine):
             out(line)
         blas_threads, core = H.openblas_info()

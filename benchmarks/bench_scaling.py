@@ -121,7 +121,7 @@ def main(argv=None):
     monitor = H.CpuMonitor().start()
     machine = H.machine_info()
     result = {"machine": machine, "settings": {k: v for k, v in vars(args).items() if k not in ("json",)}}
-    out("minidl benchmark: throughput and memory against batch size (issue #4)")
+    out("minidl benchmark: throughput and memory against batch size")
     for line in H.machine_lines(machine):
         out(line)
 

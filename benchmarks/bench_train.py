@@ -62,7 +62,7 @@ def main(argv=None):
     monitor = H.CpuMonitor().start()
     machine = H.machine_info()
     result = {"machine": machine, "settings": {k: v for k, v in vars(args).items() if k != "json"}}
-    out("minidl benchmark: lab network throughput, minidl vs PyTorch CPU (issue #4)")
+    out("minidl benchmark: lab network throughput, minidl vs PyTorch CPU")
     for line in H.machine_lines(machine):
         out(line)
 
@@ -186,7 +186,7 @@ def main(argv=None):
             f"  {s['seconds'] * 1e3:>8.3f} {s['gflops']:>8.0f} -> alone they allow "
             f"{s['images_per_s_bound']:,.0f} img/s")
     out("  (for float32 the Conv layers run these products one image at a time, with the image's\n"
-        "   columns in cache: ops.conv_forward/conv_backward; the FC layers run them as shown)")
+        "   columns in cache: ops.fast.conv_forward/conv_backward; the FC layers run them as shown)")
     flops = H.lab_net_flops()
     result["flops_per_image"] = {"forward": flops["forward_total"], "train_step": flops["train_total"],
                                  "detail": flops}

@@ -38,7 +38,7 @@ import secrets
 import numpy as np
 
 from . import layers as _layers
-from .net import Sequential
+from .layers import Sequential
 
 FORMAT = "minidl-model-1"
 

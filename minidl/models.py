@@ -2,7 +2,7 @@
 import numpy as np
 
 from .layers import FC, Conv, Flatten, MaxPool, ReLU
-from .net import Sequential
+from .layers import Sequential
 
 
 def lab_net(in_channels=1, image_size=28, conv1_width=16, conv2_width=32, fc_width=512,

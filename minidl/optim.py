@@ -34,14 +34,6 @@ class Optimizer:
         self.lr = float(lr)
         self.state = {}  # id(param) -> (param, dict of state arrays); the param is kept so ids stay unique
 
-    def _scratch(self, param):
-        """A work array of the parameter's shape and dtype, reused every step (not saved)."""
-        buffers = self.__dict__.setdefault("_scratch_buffers", {})
-        buf = buffers.get(id(param))
-        if buf is None or buf.shape != param.shape or buf.dtype != param.dtype:
-            buf = buffers[id(param)] = np.empty_like(param)
-        return buf
-
     def _slot(self, param):
         entry = self.state.get(id(param))
         if entry is None:
@@ -94,6 +86,9 @@ class SGD(Optimizer):
     mu = m*mu + (1-m)*g starts instead from mu = 0, so its first step is (1-m)*g:
     ``SGD(lr, momentum=m, dampening=m)`` differs from it in that first step only;
     ``DampedMomentumSGD(lr, m)`` is the practical's update exactly.
+
+    With the compiled kernels the last line, w -= lr * step, runs as ``ops.axpy``:
+    the same numbers, in one pass over memory instead of a temporary and two.
     """
 
     def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
@@ -110,28 +105,22 @@ class SGD(Optimizer):
         self.dampening = float(dampening)
 
     def _update(self, param, grad, slot):
-        # ops.axpy(a, x, y) is y += a * x in one pass; the other products go into one
-        # scratch array per parameter, kept across steps: no temporaries in the step
-        scratch = self._scratch(param)
         if self.weight_decay:
-            grad = np.add(grad, np.multiply(param, self.weight_decay, out=scratch), out=scratch)
-        if not self.momentum:
-            ops.axpy(-self.lr, grad, param)  # w -= lr * g
-            return
-        velocity = slot.get("velocity")
-        if velocity is None:
-            velocity = slot["velocity"] = grad.copy()  # first step: v = g, as PyTorch
-        else:
-            velocity *= self.momentum
-            if self.dampening:
-                ops.axpy(1.0 - self.dampening, grad, velocity)
+            grad = grad + self.weight_decay * param                  # g = grad + weight_decay * w
+        step = grad                                                  # no momentum: w -= lr * g
+        if self.momentum:
+            velocity = slot.get("velocity")
+            if velocity is None:
+                velocity = slot["velocity"] = grad.copy()            # first step: v = g, as PyTorch
             else:
-                velocity += grad
-        if self.nesterov:
-            step = np.add(grad, np.multiply(velocity, self.momentum), out=scratch)
+                velocity *= self.momentum                            # v = momentum * v
+                velocity += (1.0 - self.dampening) * grad            #     + (1 - dampening) * g
+            # Nesterov: w -= lr * (g + momentum * v);  else: w -= lr * v
+            step = grad + self.momentum * velocity if self.nesterov else velocity
+        if ops.BACKEND == "compiled":   # fast path: the same update in one pass over memory (ops.axpy)
             ops.axpy(-self.lr, step, param)
         else:
-            ops.axpy(-self.lr, velocity, param)
+            param -= self.lr * step                                  # w -= lr * step
 
 
 # ------------------------------------------------------------------ schedules
@@ -166,7 +155,7 @@ def _check_rate(owner, what, value, low, high, high_open=True):
 
 
 class DampedMomentumSGD(SGD):
-    """SGD with the VGG practical's damped momentum, exactly (seed 000, part 2):
+    """SGD with the damped momentum of the VGG (Oxford) CNN practical, exactly:
 
         g = grad + weight_decay * w        (the practical's "shrinkage")
         mu = momentum * mu + (1 - momentum) * g,    mu starting at 0

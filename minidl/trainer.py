@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from . import io
+from .layers.base import call_backprop
 
 
 class NonFiniteLossError(RuntimeError):
@@ -145,7 +146,7 @@ class Trainer:
                 f"(global step {self.global_step + 1}); training stopped before updating the "
                 f"parameters, and the last checkpoint is untouched. Try a smaller learning rate.")
         grad_logits = self.loss.backward_inputs(logits, y)
-        pairs = self.net.backward(grad_logits)
+        _, pairs = call_backprop(self.net, grad_logits, need_input_grad=False)
         if hasattr(self.loss, "backward_params"):
             pairs = pairs + self.loss.backward_params()
         self.optimizer.step(pairs)

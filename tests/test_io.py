@@ -11,7 +11,7 @@ from minidl.layers import (FC, AvgPool, BatchNorm, Conv, Dropout, Flatten, Globa
                            LocalResponseNorm, MaxPool, ReLU, Residual, Sigmoid, SoftmaxCrossEntropy, Tanh,
                            resnet_block)
 from minidl.models import lab_net
-from minidl.net import Sequential
+from minidl.layers import Sequential
 from minidl.optim import SGD
 from minidl.trainer import Trainer
 

@@ -1,4 +1,4 @@
-"""Layers against the naive loops of tests/naive.py and against hand-computed values.
+"""Layers against the naive loops of minidl/ops/naive.py and against hand-computed values.
 
 Also: initialisation, output sizes, Sequential, and the robustness promises of
 the layer contract (backward never modifies its arguments, is repeatable,
@@ -10,13 +10,12 @@ import math
 import numpy as np
 import pytest
 
-import naive
 from minidl import layers, ops
 from minidl.layers import (FC, AvgPool, BatchNorm, Conv, Dropout, Flatten, GlobalAvgPool, L2Regularizer, LeakyReLU,
                            LocalResponseNorm, MaxPool, MeanSquaredError, MulticlassHingeLoss, RegularizedLoss, ReLU,
-                           Residual, Sigmoid, SoftmaxCrossEntropy, Tanh, resnet_block)
+                           Residual, Sequential, Sigmoid, SoftmaxCrossEntropy, Tanh, resnet_block)
 from minidl.models import lab_net
-from minidl.net import Sequential
+from minidl.ops import naive
 
 DTYPES = [np.float32, np.float64]
 
@@ -272,6 +271,12 @@ def test_softmax_cross_entropy_labels_one_hot_and_soft_targets(rng, dtype):
         np.testing.assert_allclose(grad, expected_grad, rtol=tol, atol=tol)
     assert loss.forward(logits, labels) == loss.forward(logits, one_hot)
     np.testing.assert_array_equal(loss.backward_inputs(logits, labels), loss.backward_inputs(logits, one_hot))
+
+
+def test_softmax_cross_entropy_of_a_perfect_fit_is_plus_zero():
+    """All the probability on the right class: the loss is 0.0, not -0.0 (which prints as such)."""
+    loss = SoftmaxCrossEntropy().forward(np.array([[0.0, -1e4], [-1e4, 0.0]]), np.array([0, 1]))
+    assert loss == 0.0 and not math.copysign(1.0, loss) < 0 and str(loss) == "0.0"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -692,7 +697,7 @@ def test_batch_size_may_change_between_calls(rng, name, make, shape):
 
 
 def test_pinned_positional_signatures():
-    """The constructors' positional order is part of the API; other code relies on it."""
+    """The constructors' positional order is part of the API (the lab code calls them positionally)."""
     import inspect
 
     from minidl.layers import FC, Conv, L2Regularizer, MaxPool
@@ -711,14 +716,55 @@ def test_pinned_positional_signatures():
     assert conv.bias is None and conv.name == "c" and conv.weights.dtype == np.float64
 
 
-def test_conv_caches_the_input_on_the_fused_path_and_the_columns_otherwise(rng):
-    """float32 with the compiled GEMM: x (small) is kept; otherwise im2col's columns."""
-    for dtype in DTYPES:
-        conv = Conv(2, 3, 3, padding=1, dtype=dtype, rng=0)
-        x = rng.standard_normal((4, 2, 6, 6)).astype(dtype)
-        conv.forward(x)
-        if ops.fused_conv(dtype):
-            assert conv.x is x and conv.x_cols is None
-        else:
-            assert conv.x is None and conv.x_cols.shape == (2 * 9, 4 * 36)
-        assert conv.x_shape == x.shape
+CONV_PATHS = ["plain", pytest.param("fast", marks=pytest.mark.skipif(
+    not ops.fast.available(np.float32), reason=f"no fast path here: {ops.fast.status()}"))]
+
+
+@pytest.fixture
+def conv_path(request, monkeypatch):
+    """Run the test with float32 Conv on the plain path, then on the fast path (if it runs here)."""
+    monkeypatch.setattr(ops.fast, "ENABLED", request.param == "fast")
+    return request.param
+
+
+@pytest.mark.parametrize("conv_path", CONV_PATHS, indirect=True)
+def test_conv_lab_methods_give_the_numbers_of_backprop(rng, conv_path):
+    """The lab's loop (backward_inputs, then backward_params, per layer) against backprop."""
+    conv = with_random_bias(Conv(3, 4, (3, 2), stride=(1, 2), padding=1, dilation=(2, 1), rng=0), rng)
+    x = rng.standard_normal((2, 3, 7, 6)).astype(np.float32)
+    y = conv.forward(x)
+    assert conv.path == conv_path
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    grad_x = conv.backward_inputs(g)
+    pairs = conv.backward_params(g)
+    grad_x2, pairs2 = conv.backprop(g)
+    assert [p for p, _ in pairs] == [p for p, _ in pairs2] == [conv.weights, conv.bias]
+    np.testing.assert_array_equal(grad_x, grad_x2)
+    for (_, a), (_, b) in zip(pairs, pairs2):
+        np.testing.assert_array_equal(a, b)
+    assert conv.backprop(g, need_input_grad=False)[0] is None
+    # and the numbers are right: the loop version
+    want_x, want_w, want_b = naive.conv_backward(x, conv.weights, g, conv.stride, conv.padding, conv.dilation)
+    assert_close(grad_x, want_x, np.float32)
+    assert_close(pairs[0][1], want_w, np.float32)
+    assert_close(pairs[1][1], want_b, np.float32)
+
+
+@pytest.mark.parametrize("conv_path", CONV_PATHS, indirect=True)
+def test_sequential_backprop_does_each_convolution_once(rng, monkeypatch, conv_path):
+    """Sequential.backward: one im2col per Conv (in forward), and on the fast path one
+    conv_backward per Conv, the first without the input gradient nobody needs."""
+    net = lab_net(rng=0)
+    x = rng.random((4, 1, 28, 28), dtype=np.float32)
+    calls = {"im2col": 0, "conv_backward": []}
+    im2col, conv_backward = ops.im2col, ops.fast.conv_backward
+    monkeypatch.setattr(ops, "im2col", lambda *a, **k: calls.__setitem__("im2col", calls["im2col"] + 1)
+                        or im2col(*a, **k))
+    monkeypatch.setattr(ops.fast, "conv_backward",
+                        lambda *a: calls["conv_backward"].append(a[-1]) or conv_backward(*a))
+    logits = net.forward(x)
+    net.backward(rng.standard_normal(logits.shape).astype(np.float32))
+    if conv_path == "fast":
+        assert calls == {"im2col": 0, "conv_backward": [True, False]}   # conv2, then conv1
+    else:
+        assert calls == {"im2col": 2, "conv_backward": []}

@@ -10,9 +10,8 @@ import os
 import numpy as np
 import pytest
 
-import naive
 from minidl import ops
-from minidl.ops import reference
+from minidl.ops import naive, reference
 
 requires_compiled = pytest.mark.skipif(
     ops.BACKEND != "compiled", reason="compiled kernels not active (MINIDL_BACKEND=numpy or not built)")
@@ -51,8 +50,8 @@ def conv_args(kernel, stride, padding, dilation):
 
 def cols_shape(shape, kernel, stride, padding, dilation):
     n, c, h, w = shape
-    oh = naive.out_size(h, kernel[0], stride[0], padding[0], dilation[0])
-    ow = naive.out_size(w, kernel[1], stride[1], padding[1], dilation[1])
+    oh = naive.output_size(h, kernel[0], stride[0], padding[0], dilation[0])
+    ow = naive.output_size(w, kernel[1], stride[1], padding[1], dilation[1])
     return (c * kernel[0] * kernel[1], n * oh * ow)
 
 
@@ -350,53 +349,6 @@ def test_axpy_rejects_mismatched_operands():
 
 
 # ---------------------------------------------------------- matrix product
-requires_fast_matmul = pytest.mark.skipif(
-    not ops.FAST_MATMUL, reason="gemm.c's AVX-512 kernels not active (numpy backend or no AVX-512)")
-
-
-def _matmul_tolerance(a, b):
-    """float32 rounding bound for each entry: a few ulps of sum_k |a_ik| |b_kj|."""
-    return 1e-6 * (np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))) + 1e-30
-
-
-def _operand(rng, rows, cols, layout):
-    """A float32 (rows, cols) operand stored as C order, a transposed view, or a strided slice."""
-    if layout == "c":
-        return rng.standard_normal((rows, cols)).astype(np.float32)
-    if layout == "t":
-        return rng.standard_normal((cols, rows)).astype(np.float32).T
-    big = rng.standard_normal((2 * rows + 1, cols + 3)).astype(np.float32)
-    return big[1::2, 2:cols + 2]            # row stride 2*(cols+3), an offset start
-
-
-@requires_fast_matmul
-@pytest.mark.parametrize("m", [1, 7, 16, 33])
-@pytest.mark.parametrize("n", [1, 13, 32, 100])
-@pytest.mark.parametrize("k", [1, 16, 33])
-def test_fast_matmul_matches_float64_products(rng, m, n, k):
-    for la, lb in [("c", "c"), ("t", "c"), ("c", "t"), ("t", "t"), ("s", "s")]:
-        a, b = _operand(rng, m, k, la), _operand(rng, k, n, lb)
-        out = ops.matmul(a, b)
-        assert out.dtype == np.float32 and out.shape == (m, n) and out.flags.c_contiguous
-        exact = a.astype(np.float64) @ b.astype(np.float64)
-        assert np.all(np.abs(out - exact) <= _matmul_tolerance(a, b)), (la, lb)
-
-
-@requires_fast_matmul
-@pytest.mark.parametrize("shape", [(32, 400, 9800), (400, 9800, 32), (25, 39200, 16), (50, 1568, 512),
-                                   (300, 700, 1100)],
-                         ids=["conv2-fwd", "conv2-dW", "conv1-dW-split-K", "fc-fwd", "blocked"])
-def test_fast_matmul_on_the_networks_shapes(rng, shape):
-    """Shapes of the lab network (threaded, K split across threads, several cache blocks)."""
-    m, k, n = shape
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    b = rng.standard_normal((n, k)).astype(np.float32).T     # the weight-gradient layout
-    out = np.full((m, n), np.nan, dtype=np.float32)           # every entry must be overwritten
-    assert ops.matmul(a, b, out=out) is out
-    exact = a.astype(np.float64) @ b.astype(np.float64)
-    assert np.all(np.abs(out - exact) <= _matmul_tolerance(a, b))
-
-
 def test_matmul_follows_numpy_for_everything_else(rng):
     a64, b64 = rng.standard_normal((5, 3)), rng.standard_normal((3, 4))
     np.testing.assert_array_equal(ops.matmul(a64, b64), np.matmul(a64, b64))  # float64: numpy itself
@@ -411,59 +363,3 @@ def test_matmul_follows_numpy_for_everything_else(rng):
     result = ops.matmul(square, square, out=square)                            # out aliases both inputs
     assert result is square
     np.testing.assert_allclose(square, expected, rtol=1e-5, atol=1e-5)
-
-
-@requires_fast_matmul
-def test_fast_matmul_reads_reversed_views_in_place(rng):
-    a = rng.standard_normal((40, 30)).astype(np.float32)[::-1, ::-1]
-    b = rng.standard_normal((30, 50)).astype(np.float32)[::-1]
-    exact = a.astype(np.float64) @ b.astype(np.float64)
-    assert np.all(np.abs(ops.matmul(a, b) - exact) <= _matmul_tolerance(a, b))
-
-
-# ------------------------------------------- convolution, image by image
-@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", CONV_CASES, ids=CONV_IDS)
-def test_conv_forward_and_backward_match_naive_loops(rng, shape, kernel, stride, padding, dilation):
-    """ops.conv_* (the fused kernels for float32 when active) and the reference (float64)."""
-    f = 3
-    for dtype, with_bias in [(np.float32, True), (np.float32, False), (np.float64, True)]:
-        x = rng.standard_normal(shape).astype(dtype)
-        w = rng.standard_normal((f, shape[1], *kernel)).astype(dtype)
-        b = rng.standard_normal(f).astype(dtype) if with_bias else None
-        y = ops.conv_forward(x, w, b, stride, padding, dilation)
-        assert y.dtype == dtype and y.flags.c_contiguous
-        tol = 2e-5 if dtype == np.float32 else 1e-12
-        np.testing.assert_allclose(y, naive.conv_forward(x, w, b, stride, padding, dilation), rtol=tol, atol=tol)
-        g = rng.standard_normal(y.shape).astype(dtype)
-        expected = naive.conv_backward(x, w, g, stride, padding, dilation)
-        grads = ops.conv_backward(x, w, g, stride, padding, dilation)
-        for got, want in zip(grads, expected):
-            assert got.dtype == dtype
-            np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
-        grad_x, grad_w, grad_b = ops.conv_backward(x, w, g, stride, padding, dilation, need_input_grad=False)
-        assert grad_x is None
-        np.testing.assert_allclose(grad_w, expected[1], rtol=tol, atol=tol)
-        np.testing.assert_allclose(grad_b, expected[2], rtol=tol, atol=tol)
-
-
-@requires_fast_matmul
-def test_fused_conv_runs_for_float32_only():
-    assert ops.fused_conv(np.float32) and not ops.fused_conv(np.float64)
-
-
-@requires_fast_matmul
-@pytest.mark.parametrize("shape,weights", [((50, 1, 28, 28), (16, 1, 5, 5)), ((50, 16, 14, 14), (32, 16, 5, 5))],
-                         ids=["conv1", "conv2"])
-def test_fused_conv_agrees_with_the_im2col_reference_on_the_lab_shapes(rng, shape, weights):
-    x = rng.random(shape, dtype=np.float32)
-    w = (rng.standard_normal(weights) * 0.1).astype(np.float32)
-    b = rng.standard_normal(weights[0]).astype(np.float32)
-    args = ((1, 1), (2, 2), (1, 1))
-    x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
-    y = ops.conv_forward(x, w, b, *args)
-    y64 = reference.conv_forward(x64, w64, b64, *args)
-    assert np.abs(y - y64).max() <= 1e-5 * np.abs(y64).max()
-    g = rng.standard_normal(y.shape).astype(np.float32)
-    for got, want in zip(ops.conv_backward(x, w, g, *args),
-                         reference.conv_backward(x64, w64, g.astype(np.float64), *args)):
-        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()

@@ -4,7 +4,7 @@ Hypothesis draws N, C, H, W, a (usually non-square) kernel, and stride, padding
 and dilation chosen independently for H and W, then compares every kernel (the
 active backend and the NumPy reference; the compiled one against the reference
 too when it is active) and every layer's forward and backward with the loops
-of tests/naive.py, in float32 and float64.
+of minidl/ops/naive.py, in float32 and float64.
 
 The examples are derandomized (the same on every run, so CI is reproducible)
 and few enough for the file to run in seconds.
@@ -14,10 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import naive
 from minidl import ops
 from minidl.layers import FC, Conv, Flatten, MaxPool, ReLU, SoftmaxCrossEntropy
-from minidl.ops import reference
+from minidl.ops import naive, reference
 
 DTYPES = [np.float32, np.float64]
 PROPERTY = settings(max_examples=150, deadline=None, derandomize=True, database=None,

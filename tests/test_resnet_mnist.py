@@ -12,7 +12,7 @@ import pytest
 
 from minidl import io
 from minidl.layers import FC, BatchNorm, Conv, Flatten, MaxPool, ReLU, SoftmaxCrossEntropy, resnet_block
-from minidl.net import Sequential
+from minidl.layers import Sequential
 from minidl.optim import Adam, CosineDecay
 from minidl.trainer import Trainer, evaluate
 

@@ -11,7 +11,7 @@ from minidl.io import atomic_savez, load_npz
 from minidl.layers import (FC, BatchNorm, Conv, Dropout, Flatten, L2Regularizer, Layer, MaxPool, RegularizedLoss,
                            ReLU, SoftmaxCrossEntropy)
 from minidl.models import lab_net
-from minidl.net import Sequential
+from minidl.layers import Sequential
 from minidl.optim import SGD, Adam, EpochPolicy
 from minidl.trainer import Callback, NonFiniteLossError, Trainer, evaluate
 

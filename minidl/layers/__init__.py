@@ -8,7 +8,7 @@ from .losses import Loss, MeanSquaredError, MulticlassHingeLoss, SoftmaxCrossEnt
 from .norm import BatchNorm, LocalResponseNorm
 from .pool import AvgPool, GlobalAvgPool, MaxPool
 from .regularizers import L2Regularizer, RegularizedLoss
-from .residual import Residual, projection_shortcut, resnet_block
+from .containers import Residual, Sequential, projection_shortcut, resnet_block
 
 __all__ = ["Layer", "Conv", "MaxPool", "FC", "Flatten", "ReLU", "Loss",
            "SoftmaxCrossEntropy", "log_softmax", "softmax", "L2Regularizer", "RegularizedLoss",

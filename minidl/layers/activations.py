@@ -89,7 +89,7 @@ class LeakyReLU(Layer):
     (at x = 0 the slope on the left is taken, as PyTorch).
     """
 
-    cache_slots = ("mask",)
+    cache_slots = ("mask", "x_dtype")
 
     def __init__(self, negative_slope=0.01, name=None):
         super().__init__(name)
@@ -97,19 +97,19 @@ class LeakyReLU(Layer):
             raise ValueError(f"LeakyReLU '{self.name}': negative_slope must be a finite number, "
                              f"got {negative_slope!r}")
         self.negative_slope = float(negative_slope)
-        self.mask = None  # boolean x > 0, one byte per element: read by backward_inputs
-        self._dtype = None  # dtype of the last input: backward_inputs checks grad_out against it
+        self.mask = None     # boolean x > 0, one byte per element: read by backward_inputs
+        self.x_dtype = None  # dtype of the input: backward_inputs checks grad_out against it
 
     def forward(self, x):
         """x (any shape) -> y (same shape)."""
         self._check_float(x)
         self.mask = x > 0
-        self._dtype = x.dtype
+        self.x_dtype = x.dtype
         return np.where(self.mask, x, x * self.negative_slope)
 
     def backward_inputs(self, grad_out):
         mask = self._cached("mask", "backward_inputs")
-        self._check_grad(grad_out, mask.shape, self._dtype)
+        self._check_grad(grad_out, mask.shape, self.x_dtype)
         return np.where(mask, grad_out, grad_out * self.negative_slope)
 
     def config(self):

@@ -84,19 +84,6 @@ class Layer(abc.ABC):
     def __call__(self, x):
         return self.forward(x)
 
-    def _workspace(self, key, shape, dtype):
-        """A scratch array kept across calls and reused while shape and dtype stay the same.
-
-        For internal intermediates only (column matrices), never for arrays a method
-        returns: the next call overwrites it. Reuse spares a large allocation per
-        step, and the page faults of touching fresh memory.
-        """
-        buffers = self.__dict__.setdefault("_workspaces", {})
-        buf = buffers.get(key)
-        if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
-            buf = buffers[key] = np.empty(shape, dtype=dtype)
-        return buf
-
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r})"
 
@@ -136,6 +123,20 @@ class Layer(abc.ABC):
         if grad_out.shape != tuple(expected_shape):
             raise ValueError(f"{self._describe()}: expected grad_out of shape {tuple(expected_shape)} "
                              f"(the shape of the last output), got {grad_out.shape}")
+
+
+def call_backprop(layer, grad_out, need_input_grad=True):
+    """(dL/dx or None, [(param, grad), ...]) from any object with the layer contract.
+
+    A layer's own ``backprop`` if it has one (it may share work between the two
+    gradients); otherwise the two lab methods, ``backward_params`` then
+    ``backward_inputs``. Containers and the trainer go through here, so a
+    student's layer with only the two lab methods fits anywhere a built-in does.
+    """
+    if hasattr(layer, "backprop"):
+        return layer.backprop(grad_out, need_input_grad=need_input_grad)
+    pairs = layer.backward_params(grad_out) if hasattr(layer, "backward_params") else []
+    return (layer.backward_inputs(grad_out) if need_input_grad else None), pairs
 
 
 # ----------------------------------------------------------- argument parsing

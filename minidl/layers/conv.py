@@ -2,7 +2,7 @@
 
 Symbols: N batch, C input channels, F filters (output channels), H W input size,
 KH KW kernel, SH SW stride, PH PW padding, DH DW dilation, OH OW output size,
-K = C*KH*KW the length of one receptive field.
+K = C*KH*KW the length of one receptive field, M = N*OH*OW the number of them.
 
     OH = floor((H + 2*PH - DH*(KH - 1) - 1) / SH) + 1        (as PyTorch)
 """
@@ -19,21 +19,23 @@ class Conv(Layer):
 
         y[n, f, oh, ow] = b[f] + sum_{c,i,j} w[f, c, i, j] * x_pad[n, c, oh*SH + i*DH, ow*SW + j*DW]
 
-    With X = im2col(x) of shape (K, N*OH*OW) and Wm = w.reshape(F, K) this is
-    Y = Wm @ X + b, so backprop is that of a fully connected layer:
+    (the loops of ``minidl.ops.naive.conv_forward`` / ``conv_backward`` say exactly
+    this). With X = im2col(x) (K, M), one receptive field per column, and
+    Wm = w.reshape(F, K), the whole layer is one matrix product, Y = Wm X + b,
+    so its backward is that of a fully connected layer:
 
-        dL/dWm = dL/dY @ X^T          dL/db = sum over columns of dL/dY
-        dL/dX  = Wm^T @ dL/dY,  then  dL/dx = col2im(dL/dX)  (overlaps summed)
+        dL/dWm = dL/dY X^T       dL/db = dL/dY summed over its M columns
+        dL/dX  = Wm^T dL/dY,     dL/dx = col2im(dL/dX)   (overlapping fields summed)
 
-    That is the code below. For float32 on a CPU with AVX-512 the same products run
-    one image at a time instead (``ops.conv_forward`` / ``ops.conv_backward``: the
-    image's columns stay in cache: training steps 1.4x faster here); the layer then caches x.
+    That is the plain path below. The fast path (``minidl.ops.fast``: float32,
+    compiled, AVX-512) computes the same numbers one image at a time; it caches
+    x instead of X.
 
     Parameters: ``weights`` (F, C, KH, KW), He-initialised; ``bias`` (F,), zeros.
     ``padding="same"`` keeps H and W for odd kernels at stride 1.
     """
 
-    cache_slots = ("x", "x_cols", "x_shape")
+    cache_slots = ("path", "x_shape", "x_cols", "x")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  bias=True, name=None, dtype=np.float32, rng=None, dilation=1):
@@ -60,14 +62,20 @@ class Conv(Layer):
         fan_in = self.in_channels * kh * kw
         self.weights = he_normal((self.out_channels, self.in_channels, kh, kw), fan_in, rng, self.dtype)
         self.bias = np.zeros(self.out_channels, dtype=self.dtype) if bias else None
-        self.x = None        # (N, C, H, W) the input, on the image-by-image path: read by both backwards
-        self.x_cols = None   # (K, N*OH*OW) im2col of the input: read by backward_params
-        self.x_shape = None  # (N, C, H, W): read by backward_inputs (col2im) and both checks
+        # the cache, written by forward:
+        self.path = None     # "plain" or "fast": which forward ran; both backward methods follow it
+        self.x_shape = None  # (N, C, H, W): read by backward_inputs (col2im) and the grad_out checks
+        self.x_cols = None   # plain path: X = im2col(x) (K, M), read by backward_params
+        self.x = None        # fast path: the input (N, C, H, W), read by ops.fast.conv_backward
 
     def output_hw(self, height, width):
         """(OH, OW) for an input of height x width."""
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
         return ops.output_size(height, kh, sh, ph, dh), ops.output_size(width, kw, sw, pw, dw)
+
+    def _im2col_args(self):
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+        return kh, kw, sh, sw, ph, pw, dh, dw
 
     def forward(self, x):
         """x (N, C, H, W) -> y (N, F, OH, OW)."""
@@ -84,79 +92,60 @@ class Conv(Layer):
                 f"(dilation {self.dilation}) does not fit an input of {h}x{w} padded by "
                 f"{self.padding}: the output would be {oh}x{ow}")
         self.x_shape = x.shape
-        if ops.fused_conv(self.dtype):  # the fast path: same numbers, image by image
-            self.x, self.x_cols = x, None
-            return ops.conv_forward(x, self.weights, self.bias, self.stride, self.padding, self.dilation)
-        self.x = None
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
-        f, k, m = self.out_channels, self.in_channels * kh * kw, n * oh * ow
-        # the column matrix and the product live in buffers reused across steps
-        self.x_cols = ops.im2col(x, kh, kw, sh, sw, ph, pw, dh, dw,
-                                 out=self._workspace("x_cols", (k, m), self.dtype))
-        y2d = ops.matmul(self.weights.reshape(f, k), self.x_cols,
-                        out=self._workspace("y2d", (f, m), self.dtype))      # (F, N*OH*OW)
+        if ops.fast.available(self.dtype):      # fast path: the same numbers, image by image
+            self.path, self.x, self.x_cols = "fast", x, None
+            return ops.fast.conv_forward(x, self.weights, self.bias, self.stride, self.padding,
+                                         self.dilation)
+        self.path, self.x = "plain", None
+        f = self.out_channels
+        self.x_cols = ops.im2col(x, *self._im2col_args())           # X (K, M)
+        y = self.weights.reshape(f, -1) @ self.x_cols               # Y = Wm X (F, M)
         if self.bias is not None:
-            y2d += self.bias[:, None]
-        # columns are ordered (n, oh, ow): bring the batch axis to the front
-        y = np.empty((n, f, oh, ow), dtype=self.dtype)
-        y[...] = y2d.reshape(f, n, oh, ow).transpose(1, 0, 2, 3)
-        return y
+            y += self.bias[:, None]                                 #   + b
+        # the columns are ordered (n, oh, ow): bring the batch axis to the front
+        return np.ascontiguousarray(y.reshape(f, n, oh, ow).transpose(1, 0, 2, 3))
 
-    def _grad_matrix(self, grad_out):
-        """dL/dY as (F, N*OH*OW), the layout of the forward product."""
-        x_shape = self._cached("x_shape", "backward")
-        oh, ow = self.output_hw(*x_shape[2:])
-        n, f = x_shape[0], self.out_channels
-        self._check_grad(grad_out, (n, f, oh, ow), self.dtype)
-        grad_y = self._workspace("grad_y", (f, n * oh * ow), self.dtype)
-        grad_y.reshape(f, n, oh, ow)[...] = grad_out.transpose(1, 0, 2, 3)
-        return grad_y
+    def _grad_matrix(self, grad_out, method):
+        """dL/dY: grad_out (N, F, OH, OW) checked, as (F, M) in the column order of X."""
+        n, _, h, w = self._cached("x_shape", method)
+        self._check_grad(grad_out, (n, self.out_channels, *self.output_hw(h, w)), self.dtype)
+        return grad_out.transpose(1, 0, 2, 3).reshape(self.out_channels, -1)
 
-    def _input_grad(self, grad_y):
-        w2d = self.weights.reshape(self.out_channels, -1)
-        grad_cols = ops.matmul(w2d.T, grad_y, out=self._workspace(
-            "grad_cols", (w2d.shape[1], grad_y.shape[1]), self.dtype))     # (K, N*OH*OW)
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
-        return ops.col2im(grad_cols, self.x_shape, kh, kw, sh, sw, ph, pw, dh, dw)
+    def backward_inputs(self, grad_out):
+        """grad_out (N, F, OH, OW) -> dL/dx (N, C, H, W) = col2im(Wm^T dL/dY)."""
+        if self.path == "fast":
+            return self._backprop_fast(grad_out, True)[0]
+        grad_y = self._grad_matrix(grad_out, "backward_inputs")     # dL/dY (F, M)
+        grad_cols = self.weights.reshape(self.out_channels, -1).T @ grad_y   # dL/dX (K, M)
+        return ops.col2im(grad_cols, self.x_shape, *self._im2col_args())
 
-    def _param_grads(self, grad_y):
-        x_cols = self._cached("x_cols", "backward_params")
-        # dL/dWm = dL/dY @ X^T, computed as (X @ dL/dY^T)^T: the same numbers, but the
-        # product runs this shape (long rows of K x M against M x F) a third faster
-        grad_w = ops.matmul(x_cols, grad_y.T).T.reshape(self.weights.shape)
-        pairs = [(self.weights, grad_w)]
+    def backward_params(self, grad_out):
+        """grad_out (N, F, OH, OW) -> [(weights, dL/dY X^T), (bias, dL/dY summed over M)]."""
+        if self.path == "fast":
+            return self._backprop_fast(grad_out, False)[1]
+        grad_y = self._grad_matrix(grad_out, "backward_params")     # dL/dY (F, M)
+        x_cols = self._cached("x_cols", "backward_params")          # X (K, M)
+        pairs = [(self.weights, (grad_y @ x_cols.T).reshape(self.weights.shape))]
         if self.bias is not None:
             pairs.append((self.bias, grad_y.sum(axis=1)))
         return pairs
 
-    def _fused_backprop(self, grad_out, need_input_grad):
-        """The image-by-image path: (dL/dx or None, pairs), from the cached input."""
-        x = self.x
+    def backprop(self, grad_out, need_input_grad=True):
+        """(dL/dx or None, pairs); on the fast path one pass over the images gives both."""
+        if self.path == "fast":
+            return self._backprop_fast(grad_out, need_input_grad)
+        return super().backprop(grad_out, need_input_grad)
+
+    # ------------------------------------------------------------ fast path
+    def _backprop_fast(self, grad_out, need_input_grad):
+        """(dL/dx or None, pairs) from ops.fast.conv_backward and the cached input."""
+        x = self._cached("x", "backward")
         self._check_grad(grad_out, (x.shape[0], self.out_channels, *self.output_hw(*x.shape[2:])),
                          self.dtype)
-        grad_x, grad_w, grad_b = ops.conv_backward(x, self.weights, grad_out, self.stride,
-                                                   self.padding, self.dilation, need_input_grad)
+        grad_x, grad_w, grad_b = ops.fast.conv_backward(x, self.weights, grad_out, self.stride,
+                                                        self.padding, self.dilation, need_input_grad)
         pairs = [(self.weights, grad_w)] + ([(self.bias, grad_b)] if self.bias is not None else [])
         return grad_x, pairs
-
-    def backward_inputs(self, grad_out):
-        """grad_out (N, F, OH, OW) -> dL/dx (N, C, H, W)."""
-        if self.x is not None:
-            return self._fused_backprop(grad_out, True)[0]
-        return self._input_grad(self._grad_matrix(grad_out))
-
-    def backward_params(self, grad_out):
-        """grad_out (N, F, OH, OW) -> [(weights, dL/dweights), (bias, dL/dbias)]."""
-        if self.x is not None:
-            return self._fused_backprop(grad_out, False)[1]
-        return self._param_grads(self._grad_matrix(grad_out))
-
-    def backprop(self, grad_out, need_input_grad=True):
-        if self.x is not None:
-            return self._fused_backprop(grad_out, need_input_grad)
-        grad_y = self._grad_matrix(grad_out)           # one transpose serves both products
-        pairs = self._param_grads(grad_y)
-        return (self._input_grad(grad_y) if need_input_grad else None), pairs
 
     def params(self):
         return [("weights", self.weights)] + ([("bias", self.bias)] if self.bias is not None else [])

@@ -26,7 +26,7 @@ class Dropout(Layer):
     fresh mask per forward.
     """
 
-    cache_slots = ("keep",)
+    cache_slots = ("keep", "y_shape", "x_dtype")
 
     def __init__(self, p=0.5, rng=None, name=None):
         super().__init__(name)
@@ -37,7 +37,7 @@ class Dropout(Layer):
         self.rng = np.random.default_rng(rng)
         self.keep = None       # boolean keep mask of the last training forward: read by backward_inputs
         self.y_shape = None    # shape of the last output: read by backward_inputs (None: no forward yet)
-        self._dtype = None     # dtype of the last input: backward_inputs checks grad_out against it
+        self.x_dtype = None    # dtype of the last input: backward_inputs checks grad_out against it
         self.frozen = False    # reuse ``_frozen_keep`` instead of drawing a new mask
         self._frozen_keep = None
 
@@ -66,7 +66,7 @@ class Dropout(Layer):
         """x (any shape) -> y (same shape)."""
         self._check_float(x)
         self.y_shape = x.shape
-        self._dtype = x.dtype
+        self.x_dtype = x.dtype
         if not self.training or self.p == 0:
             self.keep = None                            # identity: nothing to remember
             return x
@@ -76,7 +76,7 @@ class Dropout(Layer):
     def backward_inputs(self, grad_out):
         """grad_out (shape of x) -> dL/dx (shape of x)."""
         y_shape = self._cached("y_shape", "backward_inputs")
-        self._check_grad(grad_out, y_shape, self._dtype)
+        self._check_grad(grad_out, y_shape, self.x_dtype)
         if self.keep is None:
             return grad_out
         return grad_out * self.keep * self.scale

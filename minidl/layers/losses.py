@@ -111,7 +111,8 @@ class SoftmaxCrossEntropy(Loss):
         # classes with target 0 contribute 0, even where log softmax underflows to -inf
         with np.errstate(invalid="ignore"):
             terms = np.where(dist > 0, dist * log_softmax(logits), 0.0)
-        return float(-terms.sum(dtype=np.float64) / logits.shape[0]) + 0.0
+        loss = float(-terms.sum(dtype=np.float64) / logits.shape[0])
+        return loss + 0.0   # a perfect fit negates a sum of zeros, -0.0; adding 0.0 makes it 0.0
 
     def backward_inputs(self, logits, targets):
         """logits (N, C), targets -> dL/dlogits (N, C)."""

@@ -36,7 +36,7 @@ class MaxPool(Layer):
     the input (PyTorch's floor semantics).
     """
 
-    cache_slots = ("argmax", "x_shape")
+    cache_slots = ("argmax", "x_shape", "x_dtype")
 
     def __init__(self, kernel_size, stride=None, padding=0, name=None):
         super().__init__(name)
@@ -44,7 +44,7 @@ class MaxPool(Layer):
             f"MaxPool '{self.name}'", kernel_size, stride, padding)
         self.argmax = None   # (N, C, OH, OW) flat index of each window's winner: backward_inputs
         self.x_shape = None  # (N, C, H, W): backward_inputs
-        self._dtype = None   # dtype of the last input: backward_inputs checks grad_out against it
+        self.x_dtype = None  # dtype of the input: backward_inputs checks grad_out against it
 
     def output_hw(self, height, width):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
@@ -62,13 +62,13 @@ class MaxPool(Layer):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         y, self.argmax = ops.maxpool_forward(x, kh, kw, sh, sw, ph, pw)
         self.x_shape = x.shape
-        self._dtype = x.dtype
+        self.x_dtype = x.dtype
         return y
 
     def backward_inputs(self, grad_out):
         """grad_out (N, C, OH, OW) -> dL/dx (N, C, H, W)."""
         argmax = self._cached("argmax", "backward_inputs")
-        self._check_grad(grad_out, argmax.shape, self._dtype)
+        self._check_grad(grad_out, argmax.shape, self.x_dtype)
         return ops.maxpool_backward(grad_out, argmax, self.x_shape)
 
     def config(self):
@@ -117,14 +117,14 @@ class AvgPool(Layer):
     ``stride`` defaults to the kernel size.
     """
 
-    cache_slots = ("x_shape",)
+    cache_slots = ("x_shape", "x_dtype")
 
     def __init__(self, kernel_size, stride=None, padding=0, name=None):
         super().__init__(name)
         self.kernel_size, self.stride, self.padding = window_arguments(
             f"AvgPool '{self.name}'", kernel_size, stride, padding)
         self.x_shape = None  # (N, C, H, W) of the last input: read by backward_inputs
-        self._dtype = None   # dtype of the last input: backward_inputs checks grad_out against it
+        self.x_dtype = None  # dtype of the last input: backward_inputs checks grad_out against it
 
     def output_hw(self, height, width):
         """(OH, OW) for an input of height x width."""
@@ -154,7 +154,7 @@ class AvgPool(Layer):
         for window in self._window_slices(oh, ow):
             window_sum += x_pad[window]
         self.x_shape = x.shape
-        self._dtype = x.dtype
+        self.x_dtype = x.dtype
         return window_sum / (self.kernel_size[0] * self.kernel_size[1])
 
     def backward_inputs(self, grad_out):
@@ -162,7 +162,7 @@ class AvgPool(Layer):
         x_shape = self._cached("x_shape", "backward_inputs")
         n, c, h, w = x_shape
         oh, ow = self.output_hw(h, w)
-        self._check_grad(grad_out, (n, c, oh, ow), self._dtype)
+        self._check_grad(grad_out, (n, c, oh, ow), self.x_dtype)
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         share = grad_out / (kh * kw)                   # what each covered pixel receives
         grad_pad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad_out.dtype)
@@ -188,25 +188,25 @@ class GlobalAvgPool(Layer):
     x is made C-contiguous first, so a strided view sums in the order of its copy.
     """
 
-    cache_slots = ("x_shape",)
+    cache_slots = ("x_shape", "x_dtype")
 
     def __init__(self, name=None):
         super().__init__(name)
         self.x_shape = None  # (N, C, H, W) of the last input: read by backward_inputs
-        self._dtype = None   # dtype of the last input: backward_inputs checks grad_out against it
+        self.x_dtype = None  # dtype of the last input: backward_inputs checks grad_out against it
 
     def forward(self, x):
         """x (N, C, H, W) -> y (N, C)."""
         self._check_float(x)
         self._check_ndim(x, 4, "(N, C, H, W)")
         self.x_shape = x.shape
-        self._dtype = x.dtype
+        self.x_dtype = x.dtype
         return np.ascontiguousarray(x).mean(axis=(2, 3))
 
     def backward_inputs(self, grad_out):
         """grad_out (N, C) -> dL/dx (N, C, H, W)."""
         x_shape = self._cached("x_shape", "backward_inputs")
-        self._check_grad(grad_out, x_shape[:2], self._dtype)
+        self._check_grad(grad_out, x_shape[:2], self.x_dtype)
         n, c, h, w = x_shape
         share = grad_out / (h * w)
         return np.ascontiguousarray(np.broadcast_to(share[:, :, None, None], x_shape))

@@ -1,40 +1,36 @@
-"""The kernels under the layers: the matrix product, im2col, col2im, max pooling, axpy.
+"""The kernels under the layers: im2col, col2im, max pooling, the matrix product, axpy.
 
-Two implementations share one interface:
+Each operation exists in three versions, slowest and clearest first:
 
-* ``compiled``: the Cython extension ``minidl.ops._kernels`` (built by
-  ``pip install``), typed loops parallelised with OpenMP;
-* ``numpy``: ``minidl.ops.reference``, the slow, obvious NumPy versions.
+* ``minidl.ops.naive``: loops, one output element at a time, straight from the
+  definition: the reader's version, and the oracle of the test suite;
+* ``minidl.ops.reference``: vectorised NumPy, the same arguments and layouts as
+  the compiled kernels; it runs when they are not built;
+* compiled: the Cython extension ``minidl.ops._kernels`` (built by ``pip install``),
+  typed loops parallelised with OpenMP.
 
-``matmul`` is the exception to "slow": its reference is ``np.matmul`` (OpenBLAS).
-The compiled one (``gemm.c``, AVX-512) runs only for float32 on CPUs that have
-AVX-512; ``FAST_MATMUL`` says whether it does.
+``BACKEND`` says which of the last two the functions below run. The compiled one
+is used when it imports; ``MINIDL_BACKEND=numpy`` in the environment before
+importing minidl forces the NumPy references (the test suite runs once each way),
+and ``use_backend`` switches at run time. If the extension is missing, one warning
+says so and the references run.
 
-``BACKEND`` says which one is active. The compiled one is used when it imports;
-setting the environment variable ``MINIDL_BACKEND=numpy`` before importing
-minidl forces the NumPy references (the test suite runs once each way). If the
-extension is missing, one warning says so and the references run.
+On top sits ``minidl.ops.fast``, the float32 fast path (minidl's own matrix
+product and the image-by-image convolution) with its own README; ``matmul`` below
+hands float32 products to it when it runs.
 
 Symbols and the column layout are documented in ``minidl/ops/reference.py``.
 """
 import os
 import warnings
 
-# The kernels' OpenMP threads and OpenBLAS's own threads take turns on the same
-# cores. By default an idle OpenMP thread spins for a while before sleeping and
-# steals the core the next matrix product needs (3x slower training steps on
-# 2 cores). Sleeping at once costs nothing here. It must be set before the
-# OpenMP runtime loads; a value the user set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
 
-import numpy as np  # noqa: E402
+from . import fast, reference
+from .reference import output_size
 
-from . import reference  # noqa: E402
-from .reference import output_size  # noqa: E402
-
-__all__ = ["BACKEND", "FAST_MATMUL", "axpy", "conv_backward", "conv_forward", "fused_conv",
-           "im2col", "matmul", "col2im", "maxpool_forward", "maxpool_backward",
-           "output_size", "use_backend"]
+__all__ = ["BACKEND", "axpy", "col2im", "fast", "im2col", "matmul", "maxpool_backward",
+           "maxpool_forward", "output_size", "use_backend"]
 
 _compiled = None
 BACKEND = "numpy"
@@ -51,23 +47,25 @@ def _load_compiled():
             "Install with `pip install .` to build them.",
             RuntimeWarning, stacklevel=3)
         return None
+    if fast.IMPORT_ERROR is not None:
+        warnings.warn(f"minidl: the fast float32 kernels are not built ({fast.IMPORT_ERROR}); "
+                      "float32 runs the plain path", RuntimeWarning, stacklevel=3)
     return compiled
 
 
 def use_backend(name):
     """Select ``"compiled"`` or ``"numpy"`` kernels at run time; returns the active name."""
-    global _compiled, BACKEND, FAST_MATMUL
+    global _compiled, BACKEND
     if name == "numpy":
         _compiled, BACKEND = None, "numpy"
-        FAST_MATMUL = False
     elif name == "compiled":
         compiled = _load_compiled()
         if compiled is None:
             raise RuntimeError("minidl: the compiled kernels are not available")
         _compiled, BACKEND = compiled, "compiled"
-        FAST_MATMUL = compiled.sgemm_supported()
     else:
         raise ValueError(f"minidl: unknown backend {name!r}; expected 'compiled' or 'numpy'")
+    fast._backend_allows = BACKEND == "compiled"     # no compiled code at all on the NumPy backend
     return BACKEND
 
 
@@ -77,11 +75,9 @@ if _requested == "numpy":
 elif _requested in ("compiled", ""):
     _compiled = _load_compiled()
     BACKEND = "compiled" if _compiled is not None else "numpy"
+    fast._backend_allows = BACKEND == "compiled"
 else:
     raise ValueError(f"MINIDL_BACKEND={_requested!r}: expected 'compiled' or 'numpy'")
-
-
-FAST_MATMUL = _compiled is not None and _compiled.sgemm_supported()
 
 
 def _float_array(x, what):
@@ -91,116 +87,29 @@ def _float_array(x, what):
 
 
 # ------------------------------------------------------------- matrix product
-_INT_MAX = 2**31 - 1
-
-
 def matmul(a, b, out=None):
-    """a (M, K) @ b (K, N) -> (M, N), like ``np.matmul(a, b, out=out)`` for 2-d arrays.
+    """a (M, K) @ b (K, N) -> (M, N), as ``np.matmul(a, b, out=out)`` for 2-d arrays.
 
-    float32 on an AVX-512 CPU runs ``gemm.c``: about twice numpy's OpenBLAS here
-    (which the environment limits to AVX2), with the same OpenMP threads as the
-    other kernels. Transposed views (``w.T``) are read in place, never copied.
-    Everything else (float64, other CPUs, the numpy backend) is ``np.matmul``.
-    ``out``: an optional C-contiguous (M, N) array of the result dtype, overwritten.
+    ``out``: an optional (M, N) array of the result dtype, overwritten.
     """
-    if (not FAST_MATMUL or a.dtype != np.float32 or b.dtype != np.float32 or a.ndim != 2
-            or b.ndim != 2 or a.shape[1] != b.shape[0] or a.shape[1] == 0
-            or max(a.shape + b.shape) > _INT_MAX
-            or a.strides[0] % 4 or a.strides[1] % 4 or b.strides[0] % 4 or b.strides[1] % 4):
-        return np.matmul(a, b, out=out)   # also raises numpy's errors for bad shapes
-    m, n = a.shape[0], b.shape[1]
-    if out is None:
-        out = np.empty((m, n), dtype=np.float32)
-    elif (out.shape != (m, n) or out.dtype != np.float32 or not out.flags.c_contiguous
-          or not out.flags.writeable or np.may_share_memory(out, a) or np.may_share_memory(out, b)):
-        return np.matmul(a, b, out=out)
-    if m and n:
-        _compiled.sgemm_into(a, b, out)
-    return out
-
-
-# ------------------------------------------------- convolution, image by image
-def fused_conv(dtype):
-    """True if ``conv_forward``/``conv_backward`` run compiled for this dtype (float32, AVX-512)."""
-    return FAST_MATMUL and np.dtype(dtype) == np.float32
-
-
-def _conv_geometry(x_shape, w_shape, stride, padding, dilation):
-    (f, c, kh, kw), (sh, sw), (ph, pw), (dh, dw) = w_shape, stride, padding, dilation
-    oh = output_size(x_shape[2], kh, sh, ph, dh)
-    ow = output_size(x_shape[3], kw, sw, pw, dw)
-    return (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), f, c * kh * kw, oh * ow
-
-
-def conv_forward(x, weights, bias, stride, padding, dilation):
-    """x (N, C, H, W), weights (F, C, KH, KW), bias (F,) or None -> y (N, F, OH, OW).
-
-    The same numbers as ``weights.reshape(F, K) @ im2col(x) + bias`` (the
-    reference), computed one image at a time so that the image's column block
-    stays in cache and the product lands in NCHW order with no copy. float32 with
-    the compiled kernels only (``fused_conv``); the caller checked the shapes.
-    """
-    geometry, f, k, p = _conv_geometry(x.shape, weights.shape, stride, padding, dilation)
-    if not fused_conv(x.dtype):
-        return reference.conv_forward(x, weights, bias, stride, padding, dilation)
-    x = np.ascontiguousarray(x)
-    y = np.empty((x.shape[0], f, geometry[-2], geometry[-1]), dtype=np.float32)
-    bias = np.zeros(f, np.float32) if bias is None else bias
-    work = np.empty((_compiled.max_threads(), k, p), dtype=np.float32)
-    _compiled.conv_forward_f32(x, weights.reshape(f, k), bias, y.reshape(x.shape[0], f, p), work,
-                               *geometry)
-    return y
-
-
-def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_grad=True):
-    """The gradients of ``conv_forward``: (dL/dx or None, dL/dweights, dL/dbias).
-
-    Per image n, with X = im2col(x[n]) and G = dL/dy[n] as (F, OH*OW):
-    dL/dW += G @ X^T,  dL/db += G summed over positions,  dL/dx[n] = col2im(W^T @ G).
-    """
-    geometry, f, k, p = _conv_geometry(x.shape, weights.shape, stride, padding, dilation)
-    if not fused_conv(x.dtype):
-        return reference.conv_backward(x, weights, grad_out, stride, padding, dilation,
-                                       need_input_grad)
-    x = np.ascontiguousarray(x)
-    grad_out = np.ascontiguousarray(grad_out, dtype=np.float32)
-    threads = _compiled.max_threads()
-    work = np.empty((threads, k, p), dtype=np.float32)
-    work2 = np.empty((threads, k, p), dtype=np.float32) if need_input_grad else work
-    grad_x = np.zeros(x.shape, dtype=np.float32) if need_input_grad else x[:1, :1, :1, :1].copy()
-    grad_wt = np.zeros((threads, k, f), dtype=np.float32)    # transposed, one per thread
-    grad_b = np.zeros((threads, f), dtype=np.float32)
-    _compiled.conv_backward_f32(x, weights.reshape(f, k), grad_out.reshape(x.shape[0], f, p),
-                                grad_x, grad_wt, grad_b, work, work2, need_input_grad, *geometry)
-    grad_w = grad_wt.sum(axis=0).T.reshape(weights.shape)
-    return (grad_x if need_input_grad else None), grad_w, grad_b.sum(axis=0)
+    if fast.available(a.dtype):          # fast path: float32 products by gemm.c (ops/fast)
+        return fast.matmul(a, b, out=out)
+    return np.matmul(a, b, out=out)
 
 
 # ---------------------------------------------------------------- convolution
-def im2col(x, kh, kw, sh=1, sw=1, ph=0, pw=0, dh=1, dw=1, out=None):
-    """x (N, C, H, W) -> cols (C*KH*KW, N*OH*OW), same dtype as x.
-
-    ``out``: an optional C-contiguous array of that shape and dtype to fill
-    (a buffer reused across steps); every entry is overwritten.
-    """
+def im2col(x, kh, kw, sh=1, sw=1, ph=0, pw=0, dh=1, dw=1):
+    """x (N, C, H, W) -> cols (C*KH*KW, N*OH*OW), same dtype as x (layout: reference.py)."""
     n, c, h, w = x.shape
     oh = output_size(h, kh, sh, ph, dh)
     ow = output_size(w, kw, sw, pw, dw)
     if oh <= 0 or ow <= 0:
         raise ValueError(f"im2col: a {kh}x{kw} kernel (dilation {dh}x{dw}) does not fit "
                          f"an input of {h}x{w} padded by {ph}x{pw}")
-    shape = (c * kh * kw, n * oh * ow)
-    if out is not None and (out.shape != shape or out.dtype != x.dtype or not out.flags.c_contiguous):
-        raise ValueError(f"im2col: out must be a C-contiguous {x.dtype} array of shape {shape}, "
-                         f"got {out.dtype} {out.shape}")
     x = _float_array(x, "im2col")
     if _compiled is None:
-        cols = reference.im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
-        if out is None:
-            return cols
-        out[...] = cols
-        return out
-    cols = np.empty(shape, dtype=x.dtype) if out is None else out
+        return reference.im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
     _compiled.im2col_into(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     return cols
 

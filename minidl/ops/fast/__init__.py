@@ -1,0 +1,145 @@
+"""The fast float32 path: minidl's own matrix product and the image-by-image convolution.
+
+Nothing here is needed to understand minidl; it makes the float32 training step
+faster on CPUs with AVX-512 and computes the same numbers as the plain path
+(see ``README.md`` beside this file). The one dispatch:
+
+    available(dtype)             True if the functions below run for this dtype
+    matmul(a, b, out=None)       a (M, K) @ b (K, N), gemm.c
+    conv_forward(x, w, b, ...)   Conv's forward, image by image
+    conv_backward(x, w, g, ...)  Conv's gradients, image by image
+
+They run only for float32, with the compiled backend, on a CPU with AVX-512,
+and unless the environment variable ``MINIDL_FAST=0`` (read at import) or
+``minidl.ops.fast.ENABLED = False`` (at run time) asks for the plain path.
+Symbols as in ``minidl/ops/reference.py``; K = C*KH*KW, P = OH*OW.
+"""
+import os
+
+import numpy as np
+
+from ..reference import output_size
+
+_setting = os.environ.get("MINIDL_FAST", "1").strip().lower()
+if _setting not in ("0", "1", ""):
+    raise ValueError(f"MINIDL_FAST={_setting!r}: expected 0 (the plain path) or 1 (the default)")
+
+#: the user's switch: False forces the plain path everywhere (MINIDL_FAST=0 sets it at import)
+ENABLED = _setting != "0"
+
+try:
+    from . import _fast
+    IMPORT_ERROR = None
+except ImportError as exc:       # minidl.ops warns once that the compiled kernels are missing
+    _fast, IMPORT_ERROR = None, exc
+
+#: does this CPU run the AVX-512 kernels (gemm.c's own check)
+CPU_SUPPORTED = _fast is not None and bool(_fast.sgemm_supported())
+
+# False while minidl.ops runs its NumPy backend (set by ops.use_backend): no compiled code then
+_backend_allows = True
+
+
+def available(dtype):
+    """True if ``matmul``, ``conv_forward`` and ``conv_backward`` run for arrays of ``dtype``."""
+    return ENABLED and _backend_allows and CPU_SUPPORTED and np.dtype(dtype) == np.float32
+
+
+def status():
+    """A line saying whether the fast path runs, and if not, why."""
+    if IMPORT_ERROR is not None:
+        return f"off (not built: {IMPORT_ERROR})"
+    if not CPU_SUPPORTED:
+        return "off (this CPU has no AVX-512)"
+    if not _backend_allows:
+        return "off (the NumPy backend is selected)"
+    if not ENABLED:
+        return "off (MINIDL_FAST=0 or fast.ENABLED = False)"
+    return "on for float32 (gemm.c, AVX-512)"
+
+
+def _require(dtype, who):
+    if not available(dtype):
+        raise RuntimeError(f"minidl.ops.fast.{who}: the fast path does not run for {np.dtype(dtype).name} "
+                           f"here ({status()}); check fast.available(dtype) first")
+
+
+# ------------------------------------------------------------- matrix product
+_INT_MAX = 2**31 - 1
+
+
+def matmul(a, b, out=None):
+    """a (M, K) @ b (K, N) -> (M, N), the numbers of ``np.matmul(a, b, out=out)`` to rounding.
+
+    float32 2-d operands run gemm.c (Goto/BLIS blocking, AVX-512, OpenMP); transposed
+    and strided views are read in place, never copied. Everything gemm.c does not
+    take (other dtypes, K = 0, huge sizes, an ``out`` that overlaps an input or is not
+    C-contiguous, the fast path switched off) goes to ``np.matmul``, which also
+    raises numpy's errors for mismatched shapes. Oracle: ``np.matmul`` in float64.
+    """
+    if (not available(a.dtype) or b.dtype != np.float32 or a.ndim != 2 or b.ndim != 2
+            or a.shape[1] != b.shape[0] or a.shape[1] == 0 or max(a.shape + b.shape) > _INT_MAX
+            or a.strides[0] % 4 or a.strides[1] % 4 or b.strides[0] % 4 or b.strides[1] % 4):
+        return np.matmul(a, b, out=out)
+    m, n = a.shape[0], b.shape[1]
+    if out is None:
+        out = np.empty((m, n), dtype=np.float32)
+    elif (out.shape != (m, n) or out.dtype != np.float32 or not out.flags.c_contiguous
+          or not out.flags.writeable or np.may_share_memory(out, a) or np.may_share_memory(out, b)):
+        return np.matmul(a, b, out=out)
+    if m and n:
+        _fast.sgemm_into(a, b, out)
+    return out
+
+
+# ------------------------------------------------- convolution, image by image
+def _geometry(x_shape, w_shape, stride, padding, dilation):
+    """(kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), F, K, P for the kernels' argument lists."""
+    (f, c, kh, kw), (sh, sw), (ph, pw), (dh, dw) = w_shape, stride, padding, dilation
+    oh, ow = output_size(x_shape[2], kh, sh, ph, dh), output_size(x_shape[3], kw, sw, pw, dw)
+    return (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), f, c * kh * kw, oh * ow
+
+
+def conv_forward(x, weights, bias, stride, padding, dilation):
+    """x (N, C, H, W), weights (F, C, KH, KW), bias (F,) or None -> y (N, F, OH, OW), float32.
+
+    The numbers of Conv's plain path, ``weights.reshape(F, K) @ im2col(x) + bias``,
+    computed one image at a time: each thread fills one image's (K, P) column
+    block (it stays in cache), multiplies it and writes the (F, P) result straight
+    into the NCHW output; the batch's column matrix is never built. The caller
+    (``Conv.forward``) has checked the shapes.
+    """
+    _require(x.dtype, "conv_forward")
+    geometry, f, k, p = _geometry(x.shape, weights.shape, stride, padding, dilation)
+    x = np.ascontiguousarray(x)
+    y = np.empty((x.shape[0], f, geometry[-2], geometry[-1]), dtype=np.float32)
+    bias = np.zeros(f, np.float32) if bias is None else bias
+    work = np.empty((_fast.max_threads(), k, p), dtype=np.float32)   # one column block per thread
+    _fast.conv_forward_f32(x, weights.reshape(f, k), bias, y.reshape(x.shape[0], f, p), work, *geometry)
+    return y
+
+
+def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_grad=True):
+    """(dL/dx or None, dL/dweights, dL/dbias) of ``conv_forward``, float32.
+
+    Per image n, with X = im2col(x[n]) (K, P) and G = dL/dy[n] as (F, P):
+
+        dL/dW += G @ X^T      dL/db += G summed over P      dL/dx[n] = col2im(W^T @ G)
+
+    One pass over the images computes all three; ``need_input_grad=False`` skips
+    the last (the first layer of a network needs no input gradient).
+    """
+    _require(x.dtype, "conv_backward")
+    geometry, f, k, p = _geometry(x.shape, weights.shape, stride, padding, dilation)
+    x = np.ascontiguousarray(x)
+    grad_out = np.ascontiguousarray(grad_out, dtype=np.float32)
+    threads = _fast.max_threads()
+    work = np.empty((threads, k, p), dtype=np.float32)
+    work2 = np.empty((threads, k, p), dtype=np.float32) if need_input_grad else work
+    grad_x = np.zeros(x.shape, dtype=np.float32) if need_input_grad else x[:1, :1, :1, :1].copy()
+    grad_wt = np.zeros((threads, k, f), dtype=np.float32)    # transposed, one per thread
+    grad_b = np.zeros((threads, f), dtype=np.float32)
+    _fast.conv_backward_f32(x, weights.reshape(f, k), grad_out.reshape(x.shape[0], f, p),
+                            grad_x, grad_wt, grad_b, work, work2, need_input_grad, *geometry)
+    grad_w = grad_wt.sum(axis=0).T.reshape(weights.shape)
+    return (grad_x if need_input_grad else None), grad_w, grad_b.sum(axis=0)

@@ -1,0 +1,194 @@
+"""The fast float32 path (minidl.ops.fast) against its plain twins.
+
+matmul against float64 products; conv_forward / conv_backward against the loop
+versions of minidl.ops.naive on awkward shapes (N, C, H, W all different,
+non-square kernels, stride, padding and dilation different per axis) and
+against Conv's plain im2col path in float64 on the lab network's shapes. Then
+the switches: when the path runs, MINIDL_FAST=0, the NumPy backend.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minidl import ops
+from minidl.layers import Conv
+from minidl.ops import fast, naive
+
+requires_fast = pytest.mark.skipif(
+    not fast.available(np.float32), reason=f"the fast path does not run here: {fast.status()}")
+
+# (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW)
+CONV_CASES = [
+    ((2, 3, 7, 5), (3, 2), (1, 2), (1, 0), (1, 1)),
+    ((3, 2, 6, 9), (2, 3), (2, 1), (0, 1), (1, 2)),
+    ((1, 4, 8, 5), (1, 3), (3, 1), (0, 2), (1, 1)),
+    ((2, 1, 5, 7), (3, 1), (1, 1), (2, 0), (2, 1)),
+    ((4, 3, 5, 6), (5, 6), (1, 1), (0, 0), (1, 1)),    # kernel == input: 1x1 output
+    ((2, 3, 9, 8), (3, 4), (2, 3), (1, 1), (2, 1)),    # strides that do not divide H+2P-K
+    ((3, 2, 4, 3), (1, 1), (1, 1), (0, 0), (1, 1)),    # 1x1 kernel
+    ((2, 2, 3, 4), (5, 4), (2, 1), (1, 2), (1, 2)),    # kernel == padded input along H
+    ((3, 5, 11, 10), (3, 2), (1, 2), (2, 1), (3, 2)),  # a different dilation and stride per axis
+]
+CONV_IDS = [f"x{s}-k{k}-s{st}-p{p}-d{d}".replace(" ", "") for s, k, st, p, d in CONV_CASES]
+
+
+# ---------------------------------------------------------- matrix product
+def _matmul_tolerance(a, b):
+    """float32 rounding bound for each entry: a few ulps of sum_k |a_ik| |b_kj|."""
+    return 1e-6 * (np.abs(a.astype(np.float64)) @ np.abs(b.astype(np.float64))) + 1e-30
+
+
+def _operand(rng, rows, cols, layout):
+    """A float32 (rows, cols) operand stored as C order, a transposed view, or a strided slice."""
+    if layout == "c":
+        return rng.standard_normal((rows, cols)).astype(np.float32)
+    if layout == "t":
+        return rng.standard_normal((cols, rows)).astype(np.float32).T
+    big = rng.standard_normal((2 * rows + 1, cols + 3)).astype(np.float32)
+    return big[1::2, 2:cols + 2]            # row stride 2*(cols+3), an offset start
+
+
+@requires_fast
+@pytest.mark.parametrize("m", [1, 7, 16, 33])
+@pytest.mark.parametrize("n", [1, 13, 32, 100])
+@pytest.mark.parametrize("k", [1, 16, 33])
+def test_fast_matmul_matches_float64_products(rng, m, n, k):
+    for la, lb in [("c", "c"), ("t", "c"), ("c", "t"), ("t", "t"), ("s", "s")]:
+        a, b = _operand(rng, m, k, la), _operand(rng, k, n, lb)
+        out = fast.matmul(a, b)
+        assert out.dtype == np.float32 and out.shape == (m, n) and out.flags.c_contiguous
+        exact = a.astype(np.float64) @ b.astype(np.float64)
+        assert np.all(np.abs(out - exact) <= _matmul_tolerance(a, b)), (la, lb)
+
+
+@requires_fast
+@pytest.mark.parametrize("shape", [(32, 400, 9800), (400, 9800, 32), (25, 39200, 16), (50, 1568, 512),
+                                   (300, 700, 1100)],
+                         ids=["conv2-fwd", "conv2-dW", "conv1-dW-split-K", "fc-fwd", "blocked"])
+def test_fast_matmul_on_the_networks_shapes(rng, shape):
+    """Shapes of the lab network (threaded, K split across threads, several cache blocks)."""
+    m, k, n = shape
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32).T     # the weight-gradient layout
+    out = np.full((m, n), np.nan, dtype=np.float32)           # every entry must be overwritten
+    assert fast.matmul(a, b, out=out) is out
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.all(np.abs(out - exact) <= _matmul_tolerance(a, b))
+
+
+@requires_fast
+def test_fast_matmul_reads_reversed_views_in_place(rng):
+    a = rng.standard_normal((40, 30)).astype(np.float32)[::-1, ::-1]
+    b = rng.standard_normal((30, 50)).astype(np.float32)[::-1]
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.all(np.abs(fast.matmul(a, b) - exact) <= _matmul_tolerance(a, b))
+
+
+@requires_fast
+def test_ops_matmul_hands_float32_to_the_fast_path(rng, monkeypatch):
+    calls = []
+    real = fast.matmul
+    monkeypatch.setattr(fast, "matmul", lambda *a, **k: calls.append(1) or real(*a, **k))
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((3, 2))
+    ops.matmul(a, b)
+    assert calls == [], "float64 products are numpy's"
+    ops.matmul(a.astype(np.float32), b.astype(np.float32))
+    assert calls == [1]
+
+
+# ------------------------------------------------- convolution, image by image
+@requires_fast
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation", CONV_CASES, ids=CONV_IDS)
+def test_fast_conv_matches_the_naive_loops(rng, shape, kernel, stride, padding, dilation):
+    f = 3
+    for with_bias in (True, False):
+        x = rng.standard_normal(shape).astype(np.float32)
+        w = rng.standard_normal((f, shape[1], *kernel)).astype(np.float32)
+        b = rng.standard_normal(f).astype(np.float32) if with_bias else None
+        y = fast.conv_forward(x, w, b, stride, padding, dilation)
+        assert y.dtype == np.float32 and y.flags.c_contiguous
+        tol = 2e-5
+        np.testing.assert_allclose(y, naive.conv_forward(x, w, b, stride, padding, dilation),
+                                   rtol=tol, atol=tol)
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        expected = naive.conv_backward(x, w, g, stride, padding, dilation)
+        for got, want in zip(fast.conv_backward(x, w, g, stride, padding, dilation), expected):
+            assert got.dtype == np.float32
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+        grad_x, grad_w, grad_b = fast.conv_backward(x, w, g, stride, padding, dilation,
+                                                    need_input_grad=False)
+        assert grad_x is None
+        np.testing.assert_allclose(grad_w, expected[1], rtol=tol, atol=tol)
+        np.testing.assert_allclose(grad_b, expected[2], rtol=tol, atol=tol)
+
+
+@requires_fast
+@pytest.mark.parametrize("shape,weights", [((50, 1, 28, 28), (16, 1, 5, 5)), ((50, 16, 14, 14), (32, 16, 5, 5))],
+                         ids=["conv1", "conv2"])
+def test_fast_conv_agrees_with_the_plain_path_on_the_lab_shapes(rng, shape, weights):
+    """Conv in float32 (fast path) against the same Conv in float64 (plain im2col path)."""
+    conv32 = Conv(weights[1], weights[0], weights[2:], padding=2, dtype=np.float32, rng=0)
+    conv64 = Conv(weights[1], weights[0], weights[2:], padding=2, dtype=np.float64, rng=0)
+    conv32.bias[...] = rng.standard_normal(weights[0])
+    conv64.weights[...], conv64.bias[...] = conv32.weights, conv32.bias
+    x = rng.random(shape, dtype=np.float32)
+    y, y64 = conv32.forward(x), conv64.forward(x.astype(np.float64))
+    assert conv32.path == "fast" and conv64.path == "plain"
+    assert np.abs(y - y64).max() <= 1e-5 * np.abs(y64).max()
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    grad_x, pairs = conv32.backprop(g)
+    grad_x64, pairs64 = conv64.backprop(g.astype(np.float64))
+    for got, want in [(grad_x, grad_x64)] + [(a, b) for (_, a), (_, b) in zip(pairs, pairs64)]:
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+# ------------------------------------------------------------------ switches
+def test_the_fast_path_runs_for_float32_only():
+    assert not fast.available(np.float64)
+    assert fast.available(np.float32) == (fast.ENABLED and fast.CPU_SUPPORTED and ops.BACKEND == "compiled")
+
+
+def test_the_switch_and_the_numpy_backend_turn_it_off(monkeypatch):
+    monkeypatch.setattr(fast, "ENABLED", False)
+    assert not fast.available(np.float32) and "off" in fast.status()
+    monkeypatch.setattr(fast, "ENABLED", True)
+    ops.use_backend("numpy")                          # the conftest fixture restores the backend
+    assert not fast.available(np.float32)
+    assert fast.status() in ("off (the NumPy backend is selected)", "off (this CPU has no AVX-512)") \
+        or fast.status().startswith("off (not built")
+    with pytest.raises(RuntimeError, match=r"fast\.conv_forward: the fast path does not run for float32"):
+        fast.conv_forward(np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 3, 3), np.float32),
+                          None, (1, 1), (0, 0), (1, 1))
+
+
+def test_conv_takes_the_path_the_switch_says(rng, monkeypatch):
+    x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    for enabled in (False, True):
+        monkeypatch.setattr(fast, "ENABLED", enabled)
+        conv = Conv(3, 4, (3, 2), padding=1, rng=0)
+        conv.forward(x)
+        if fast.available(np.float32):
+            assert conv.path == "fast" and conv.x is x and conv.x_cols is None
+        else:
+            assert conv.path == "plain" and conv.x is None and conv.x_cols.shape == (3 * 6, 2 * 6 * 6)
+        assert conv.x_shape == x.shape
+
+
+def _run(code, **env):
+    environ = {k: v for k, v in os.environ.items() if k not in ("MINIDL_FAST", "MINIDL_BACKEND")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(environ, **env), cwd=os.path.dirname(os.path.dirname(__file__)))
+
+
+def test_minidl_fast_0_forces_the_plain_path():
+    code = ("import numpy as np, minidl.ops as o; from minidl.layers import Conv\n"
+            "c = Conv(1, 2, 3); c.forward(np.zeros((1, 1, 5, 5), np.float32))\n"
+            "print(o.fast.available(np.float32), c.path, o.fast.status())")
+    done = _run(code, MINIDL_FAST="0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("False plain off (")
+    done = _run(code, MINIDL_FAST="yes")
+    assert done.returncode != 0 and "MINIDL_FAST='yes': expected 0" in done.stderr
