@@ -30,7 +30,6 @@
 # Arrays are NumPy arrays in the layout (N, C, H, W): N images, C channels, H rows, W columns.
 
 # %%
-import copy
 import inspect
 import os
 import pathlib
@@ -42,7 +41,7 @@ import numpy as np
 
 from minidl import gradcheck, labkit, models, ops
 from minidl.gradcheck_cases import away_from_zero, distinct_values
-from minidl.layers import FC, Conv, MaxPool, ReLU, Sequential, SoftmaxCrossEntropy
+from minidl.layers import FC, Conv, MaxPool, ReLU, SoftmaxCrossEntropy
 from minidl.ops import naive
 from minidl.optim import SGD
 from minidl.trainer import Trainer
