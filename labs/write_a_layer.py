@@ -31,6 +31,7 @@ import importlib
 import json
 import os
 import pathlib
+import shlex
 import shutil
 import subprocess
 import sys
@@ -320,7 +321,7 @@ def check_grads(spec, args, shape):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(WORK), str(REPO), os.environ.get("PYTHONPATH", "")]))
     command = [sys.executable, str(REPO / "check_grads.py"), "--layer", spec, "--args", json.dumps(args),
                "--input-shape", shape, "--verbose"]
-    print("$", " ".join(command[1:]).replace(str(REPO) + os.sep, ""))
+    print("$ PYTHONPATH=<the lab's directory> python", shlex.join(["check_grads.py", *command[2:]]))
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     print(done.stdout + done.stderr)
     print("exit status", done.returncode)
