@@ -435,7 +435,7 @@ assert result.passed, result.report()
 # convolution: 4 groups of 4 channels after the first, 8 groups of 4 after the second. Both
 # start from the same convolution and FC weights (the same seed), train on the same batches
 # of Fashion-MNIST (clothing, harder than digits) with plain SGD, for one epoch, at several
-# learning rates, since a normalisation layer changes which learning rate works best.
+# learning rates, since a normalisation layer changes what a given learning rate does.
 
 # %%
 def lab_net_with_groupnorm(rng=0):
