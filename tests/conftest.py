@@ -24,7 +24,7 @@ import sys
 import numpy as np
 import pytest
 
-# helper modules beside the tests (naive oracles, realdata): importable however pytest imports files
+# helper modules beside the tests (realdata): importable however pytest imports files
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import realdata  # noqa: E402

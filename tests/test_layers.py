@@ -697,7 +697,7 @@ def test_batch_size_may_change_between_calls(rng, name, make, shape):
 
 
 def test_pinned_positional_signatures():
-    """The constructors' positional order is part of the API (the lab code calls them positionally)."""
+    """The constructors' positional order is part of the API; other code relies on it."""
     import inspect
 
     from minidl.layers import FC, Conv, L2Regularizer, MaxPool

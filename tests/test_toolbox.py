@@ -808,7 +808,7 @@ def test_sgd_momentum_variants_by_hand():
 
 
 def test_damped_momentum_sgd_is_the_vgg_practicals_loop(rng):
-    """The VGG practical's loop: mu = m*mu + (1-m)*(grad + shrinkage*w), mu starting at 0; w -= rate * mu."""
+    """The VGG practical's update: mu = m*mu + (1-m)*(grad + shrinkage*w), mu starting at 0; w -= rate * mu."""
     rate, momentum, shrinkage = 0.5, 0.9, 1e-2
     w = rng.standard_normal((3, 3))
     w_ref = w.copy()

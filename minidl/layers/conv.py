@@ -134,7 +134,9 @@ class Conv(Layer):
         """(dL/dx or None, pairs); on the fast path one pass over the images gives both."""
         if self.path == "fast":
             return self._backprop_fast(grad_out, need_input_grad)
-        return super().backprop(grad_out, need_input_grad)
+        # Conv's own two methods (a subclass may override them in terms of backprop)
+        pairs = Conv.backward_params(self, grad_out)
+        return (Conv.backward_inputs(self, grad_out) if need_input_grad else None), pairs
 
     # ------------------------------------------------------------ fast path
     def _backprop_fast(self, grad_out, need_input_grad):
