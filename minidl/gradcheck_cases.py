@@ -16,9 +16,9 @@ from typing import Callable
 import numpy as np
 
 from .gradcheck import check_layer, check_loss
-from .layers import (FC, AvgPool, BatchNorm, Conv, Dropout, Flatten, GlobalAvgPool, L2Regularizer, LeakyReLU,
-                     LocalResponseNorm, MaxPool, MeanSquaredError, MulticlassHingeLoss, RegularizedLoss, ReLU,
-                     Residual, Sigmoid, SoftmaxCrossEntropy, Tanh, resnet_block)
+from .layers import (FC, AdaptiveAvgPool, AvgPool, BatchNorm, Conv, Dropout, Flatten, GlobalAvgPool,
+                     L2Regularizer, LeakyReLU, LocalResponseNorm, MaxPool, MeanSquaredError, MulticlassHingeLoss,
+                     RegularizedLoss, ReLU, Residual, Sigmoid, SoftmaxCrossEntropy, Tanh, resnet_block)
 from .models import lab_net
 from . import Sequential
 
@@ -219,6 +219,9 @@ CASES = [
                normal(1, 2, 5, 6)),
     layer_case("AvgPool 3x3 stride 1 overlapping", lambda rng: AvgPool(3, stride=1), normal(2, 1, 5, 5)),
     layer_case("GlobalAvgPool", lambda rng: GlobalAvgPool(), normal(3, 4, 5, 2)),
+    layer_case("AdaptiveAvgPool 7x5 to 3x2 (overlaps)", lambda rng: AdaptiveAvgPool((3, 2)),
+               normal(2, 3, 7, 5)),
+    layer_case("AdaptiveAvgPool 2x3 to 4x5 (repeats)", lambda rng: AdaptiveAvgPool((4, 5)), normal(2, 2, 2, 3)),
     # fully connected, activations, shape
     layer_case("FC", lambda rng: FC(7, 5, dtype=F64, rng=rng), normal(4, 7)),
     layer_case("FC no bias", lambda rng: FC(3, 4, bias=False, dtype=F64, rng=rng), normal(2, 3)),

@@ -39,6 +39,7 @@ import numpy as np
 
 from . import layers as _layers
 from .layers import Sequential
+from .torch_import import load_torch_state_dict  # noqa: F401  (PyTorch state dicts)
 
 FORMAT = "minidl-model-1"
 

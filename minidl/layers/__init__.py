@@ -6,12 +6,12 @@ from .dropout import Dropout
 from .linear import FC, Flatten
 from .losses import Loss, MeanSquaredError, MulticlassHingeLoss, SoftmaxCrossEntropy, log_softmax, softmax
 from .norm import BatchNorm, LocalResponseNorm
-from .pool import AvgPool, GlobalAvgPool, MaxPool
+from .pool import AdaptiveAvgPool, AvgPool, GlobalAvgPool, MaxPool
 from .regularizers import L2Regularizer, RegularizedLoss
 from .containers import Residual, Sequential, projection_shortcut, resnet_block
 
 __all__ = ["Layer", "Conv", "MaxPool", "FC", "Flatten", "ReLU", "Loss",
            "SoftmaxCrossEntropy", "log_softmax", "softmax", "L2Regularizer", "RegularizedLoss",
-           "AvgPool", "GlobalAvgPool", "Tanh", "Sigmoid", "LeakyReLU", "BatchNorm",
+           "AvgPool", "AdaptiveAvgPool", "GlobalAvgPool", "Tanh", "Sigmoid", "LeakyReLU", "BatchNorm",
            "LocalResponseNorm", "Dropout", "Residual", "projection_shortcut", "resnet_block",
            "MulticlassHingeLoss", "MeanSquaredError"]

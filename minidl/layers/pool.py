@@ -210,3 +210,78 @@ class GlobalAvgPool(Layer):
         n, c, h, w = x_shape
         share = grad_out / (h * w)
         return np.ascontiguousarray(np.broadcast_to(share[:, :, None, None], x_shape))
+
+
+# ---------------------------------------------------- adaptive average pooling
+def adaptive_windows(size, out_size):
+    """[(start, stop), ...]: output index i averages input indices start <= h < stop, with
+
+        start = floor(i * size / out_size),   stop = ceil((i + 1) * size / out_size)
+
+    (PyTorch's rule). The windows cover the input; neighbours overlap by at most one
+    index, and when out_size > size some indices are repeated.
+    """
+    return [((i * size) // out_size, -(-(i + 1) * size // out_size)) for i in range(out_size)]
+
+
+class AdaptiveAvgPool(Layer):
+    """Mean over windows sized so that the output is always OH x OW (PyTorch's AdaptiveAvgPool2d).
+
+    x (N, C, H, W) -> y (N, C, OH, OW),
+
+        y[n, c, i, j] = mean of x[n, c, rows_i, cols_j]
+
+    with rows_i = ``adaptive_windows(H, OH)[i]`` and cols_j likewise. When H and W are
+    multiples of OH and OW this is ``AvgPool`` with kernel = stride = (H/OH, W/OW); for
+    OH = OW = 1 it is ``GlobalAvgPool`` keeping the two spatial axes. The layer is linear,
+    each window spreads its gradient evenly over the pixels it read:
+
+        dL/dx[n, c, rows_i, cols_j] += dL/dy[n, c, i, j] / (|rows_i| * |cols_j|)
+
+    It lets a network end in fully connected layers whatever the input size (AlexNet's
+    6x6 before its classifier). Loops over the OH*OW windows, each a slice of the whole batch.
+    """
+
+    cache_slots = ("x_shape",)
+
+    def __init__(self, output_size, name=None):
+        super().__init__(name)
+        self.output_size = as_pair(output_size, "output_size", f"AdaptiveAvgPool '{self.name}'")
+        self.x_shape = None  # (N, C, H, W) of the last input: read by backward_inputs
+        self._dtype = None   # dtype of the last input: backward_inputs checks grad_out against it
+
+    def _windows(self, height, width):
+        """[(i, j, row slice, column slice), ...] of every output pixel."""
+        oh, ow = self.output_size
+        return [(i, j, slice(*rows), slice(*cols))
+                for i, rows in enumerate(adaptive_windows(height, oh))
+                for j, cols in enumerate(adaptive_windows(width, ow))]
+
+    def forward(self, x):
+        """x (N, C, H, W) -> y (N, C, OH, OW)."""
+        self._check_float(x)
+        self._check_ndim(x, 4, "(N, C, H, W)")
+        n, c, h, w = x.shape
+        y = np.empty((n, c, *self.output_size), dtype=x.dtype)
+        for i, j, rows, cols in self._windows(h, w):
+            y[:, :, i, j] = x[:, :, rows, cols].mean(axis=(2, 3))
+        self.x_shape = x.shape
+        self._dtype = x.dtype
+        return y
+
+    def backward_inputs(self, grad_out):
+        """grad_out (N, C, OH, OW) -> dL/dx (N, C, H, W)."""
+        x_shape = self._cached("x_shape", "backward_inputs")
+        n, c, h, w = x_shape
+        self._check_grad(grad_out, (n, c, *self.output_size), self._dtype)
+        grad_x = np.zeros(x_shape, dtype=grad_out.dtype)
+        for i, j, rows, cols in self._windows(h, w):
+            count = (rows.stop - rows.start) * (cols.stop - cols.start)
+            grad_x[:, :, rows, cols] += (grad_out[:, :, i, j] / count)[:, :, None, None]  # overlaps add up
+        return grad_x
+
+    def config(self):
+        return {"output_size": list(self.output_size), "name": self.name}
+
+    def __repr__(self):
+        return f"AdaptiveAvgPool(output_size={self.output_size}, name={self.name!r})"
