@@ -242,13 +242,13 @@ class AdaptiveAvgPool(Layer):
     6x6 before its classifier). Loops over the OH*OW windows, each a slice of the whole batch.
     """
 
-    cache_slots = ("x_shape",)
+    cache_slots = ("x_shape", "x_dtype")
 
     def __init__(self, output_size, name=None):
         super().__init__(name)
         self.output_size = as_pair(output_size, "output_size", f"AdaptiveAvgPool '{self.name}'")
         self.x_shape = None  # (N, C, H, W) of the last input: read by backward_inputs
-        self._dtype = None   # dtype of the last input: backward_inputs checks grad_out against it
+        self.x_dtype = None  # dtype of the last input: backward_inputs checks grad_out against it
 
     def _windows(self, height, width):
         """[(i, j, row slice, column slice), ...] of every output pixel."""
@@ -266,14 +266,14 @@ class AdaptiveAvgPool(Layer):
         for i, j, rows, cols in self._windows(h, w):
             y[:, :, i, j] = x[:, :, rows, cols].mean(axis=(2, 3))
         self.x_shape = x.shape
-        self._dtype = x.dtype
+        self.x_dtype = x.dtype
         return y
 
     def backward_inputs(self, grad_out):
         """grad_out (N, C, OH, OW) -> dL/dx (N, C, H, W)."""
         x_shape = self._cached("x_shape", "backward_inputs")
         n, c, h, w = x_shape
-        self._check_grad(grad_out, (n, c, *self.output_size), self._dtype)
+        self._check_grad(grad_out, (n, c, *self.output_size), self.x_dtype)
         grad_x = np.zeros(x_shape, dtype=grad_out.dtype)
         for i, j, rows, cols in self._windows(h, w):
             count = (rows.stop - rows.start) * (cols.stop - cols.start)
