@@ -42,8 +42,8 @@ import numpy as np
 
 import minidl
 from minidl import functional as F
-from minidl import labkit, models
-from minidl.layers import AvgPool, Conv, Flatten, MaxPool, Sequential, SoftmaxCrossEntropy
+from minidl import Sequential, labkit, models
+from minidl.layers import AvgPool, Conv, Flatten, MaxPool, SoftmaxCrossEntropy
 
 QUICK = labkit.quick()
 rng = np.random.default_rng(0)
@@ -1290,8 +1290,9 @@ elif torch is not None:
     figures["AlexNet logits, relative difference from torchvision"] = gap
     assert gap < 1e-4 and logits.argmax() == logits_torch.argmax()
 else:
-    print("Neither a weights file nor PyTorch: nothing to compare with. minidl's AlexNet gives",
-          alexnet.forward(batch).shape, "logits from random weights, which mean nothing.")
+    print("PyTorch is not installed: it is needed to read a .pth weights file and to compare with "
+          "torchvision. minidl's AlexNet gives", alexnet.forward(batch).shape,
+          "logits from random weights, which mean nothing.")
 
 # %% [markdown]
 # With real weights, `alexnet.forward(batch)` gives the scores of the 1000 ImageNet

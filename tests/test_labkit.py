@@ -339,3 +339,10 @@ def test_a_stroke_thinner_than_a_pixel_still_leaves_ink():
                [Path.MOVETO, Path.LINETO, Path.LINETO, Path.LINETO, Path.CLOSEPOLY])
     coverage = chars_mod._rasterise([(bar, Affine2D())], 32)
     assert np.isclose(coverage.sum(), 0.3 * 24, rtol=0.1)
+
+
+def test_scale_to_unit_can_clip_the_extremes():
+    values = np.concatenate([np.linspace(0, 1, 1000), [100.0]])
+    assert np.isclose(labkit.plots.scale_to_unit(values)[500], 0.005, atol=1e-3)     # squashed by the outlier
+    clipped = labkit.plots.scale_to_unit(values, clip=1.0)
+    assert clipped[-1] == 1.0 and 0.45 < clipped[500] < 0.55
