@@ -71,6 +71,7 @@ class TensorCheck:
     def worst(self):
         """(index, analytic, numeric) where the two differ most."""
         index = np.unravel_index(np.argmax(np.abs(self.analytic - self.numeric)), self.analytic.shape)
+        index = tuple(int(i) for i in index)   # plain ints: reports print (0, 2, 1)
         return index, float(self.analytic[index]), float(self.numeric[index])
 
 

@@ -112,10 +112,14 @@ _REGISTRY = {}
 def register(cls, name=None):
     """Make ``cls`` loadable under ``name`` (default: its class name); returns ``cls``,
     so it can decorate a user's layer class. Its ``config()`` must return the
-    JSON-serialisable keyword arguments of its constructor."""
+    JSON-serialisable keyword arguments of its constructor. A name taken by another
+    class is refused; a new definition of the same class (same module and qualified
+    name: a notebook cell run again, a reloaded module) replaces the old one."""
     name = name or cls.__name__
     existing = _REGISTRY.get(name)
-    if existing is not None and existing is not cls:
+    redefined = (existing is not None and existing.__module__ == cls.__module__
+                 and existing.__qualname__ == cls.__qualname__)   # a re-run notebook cell, a reloaded module
+    if existing is not None and existing is not cls and not redefined:
         raise ValueError(f"minidl.io.register: the name {name!r} is taken by {existing.__module__}."
                          f"{existing.__qualname__}")
     _REGISTRY[name] = cls

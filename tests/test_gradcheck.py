@@ -157,6 +157,14 @@ def test_check_layer_catches_a_wrong_relu(layer):
     assert "FAIL" in result.report() and "worst at" in result.report()
 
 
+def test_the_worst_entry_is_reported_with_plain_integers():
+    """The report names the worst entry as (0, 1, 2), not as (np.int64(0), ...)."""
+    result = check_layer(MaxPool(2), np.full((1, 1, 2, 2), 3.0), upstream=np.ones((1, 1, 1, 1)))
+    index, analytic, numeric = result.tensors[0].worst()
+    assert all(type(i) is int for i in index)
+    assert f"worst at {index}:" in result.report() and "np.int64" not in result.report()
+
+
 def test_check_layer_catches_a_wrong_weight_gradient():
     conv = TransposedWeightGradConv(1, 2, 3, dtype=F64, rng=0)
     result = check_layer(conv, np.random.default_rng(1).standard_normal((2, 1, 5, 5)), rng=0)

@@ -249,7 +249,27 @@ def test_user_layers_need_registering(rng, tmp_path):
     x = rng.standard_normal((4, 3)).astype(np.float32)
     np.testing.assert_array_equal(io.load(tmp_path / "m.npz").forward(x), net.forward(x))
     with pytest.raises(ValueError, match="taken"):
-        io.register(type("Scale", (Layer,), {}))
+        io.register(type("Scale", (Layer,), {"__module__": "another_package.layers"}))
+
+
+def test_a_redefined_user_layer_replaces_its_registration(rng, tmp_path):
+    """Running a notebook cell again (or reloading a module) defines a new class object of the
+    same module and qualified name: it is registered in place of the old one, and files load with it."""
+    def define():
+        class Twice(Layer):
+            def forward(self, x):
+                return 2 * x
+
+            def backward_inputs(self, grad_out):
+                return 2 * grad_out
+        return Twice
+
+    first, second = define(), define()
+    assert first is not second and first.__qualname__ == second.__qualname__
+    io.register(first)
+    io.register(second)
+    io.save(Sequential([second()]), tmp_path / "m.npz")
+    assert type(io.load(tmp_path / "m.npz").layers[0]) is second
 
 
 def test_unknown_type_in_a_file(rng, tmp_path):
