@@ -338,11 +338,12 @@ display(Image(filename=os.path.join(main_options.out, "worst_test.png")))
 
 # %% [markdown] tags=["solution"]
 # *Solution.* Both kinds show up. Some are confident mistakes between look-alike classes
-# (a shirt called a T-shirt, an ankle boot called a sneaker). Others are images whose
-# label a person would also doubt: a dress shaped like a coat, a bag drawn as a
-# rectangle without a handle. The largest losses come from near-certain wrong answers
-# (probability of the true class close to 0); the three guesses show how often the true
-# class is second.
+# (a shirt called a T-shirt, a sneaker called an ankle boot). Others carry labels a
+# person would dispute: in the full run, for instance, "trousers" that look like a long
+# dress, a long-sleeved "T-shirt" taken for a pullover, and "bags" whose pictures
+# resemble no bag. The largest losses come from near-certain wrong answers (probability
+# of the true class close to 0); the three guesses show how often the true class is
+# second.
 
 # %%
 test_result = evaluate(net, None, data.test_x, data.test_y)
