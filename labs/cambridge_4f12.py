@@ -284,7 +284,8 @@ assert strongest_on_horizontal.argmax() == 3 and strongest_on_vertical.argmax() 
 # first layer has to find such filters from data, and it only finds the ones its task
 # needs, at the size its kernels allow. Filters of this kind are also what neurons in
 # the primary visual cortex of mammals respond to.
-#
+
+# %% [markdown]
 # ## 3. Convolution as one matrix product
 #
 # A convolutional layer applies F kernels of K × K at every position. Written directly
@@ -333,7 +334,8 @@ print(f"{small.size} pixels became {columns.size} entries of X")
 # for 784 pixels, about 18 times the image. Each kernel weight multiplies one row of X:
 # it touches all 576 outputs of its channel. That sharing is why a convolution has so few
 # parameters (9 · 25 + 9 = 234 here) and why its gradient sums over every position.
-#
+
+# %% [markdown]
 # ## 4. Learning the filters: a one-layer CNN on MNIST
 #
 # Instead of designing kernels, let gradient descent choose them. The lecture's first
@@ -399,7 +401,8 @@ plt.show()
 # where its pattern occurs. The fully connected layer has to read the class from nine
 # maps of 24 × 24: 9 · 24 · 24 · 10 = 51,840 weights, 99.5 % of the network, one weight
 # for every pixel of every map and class. That is the problem pooling addresses.
-#
+
+# %% [markdown]
 # ## 5. Pooling
 #
 # A blur mixes each pixel with its neighbours, so after blurring, keeping every second
@@ -464,7 +467,8 @@ plt.show()
 # Max pooling also makes the features tolerant of shifts of a pixel within each window,
 # and handwriting varies by more than that. Stacking convolutions and poolings lets later
 # layers see larger regions at lower resolution, and combine simple features into parts.
-#
+
+# %% [markdown]
 # ## 6. A deeper network, and the training recipe
 #
 # The lecture's network for CIFAR-10, `models.cifar_cnn()`, has three convolutions of
@@ -599,7 +603,8 @@ assert final_test > (0.5 if QUICK else 0.75)
 # measurement on it is an unbiased estimate of accuracy on new data. Retraining on D ∪ V
 # uses all labelled data for the final model; with the same number of epochs on more
 # images it usually does a little better than the network trained on D alone.
-#
+
+# %% [markdown]
 # Here are the feature maps of the network trained on D, for one validation image:
 
 # %%
@@ -686,7 +691,8 @@ assert np.allclose(T.tta_predict(augmented_net, V_in), T.tta_predict(augmented_n
 # data and can even hurt. On this stand-in mirroring is a doubtful transform anyway:
 # every shoe in Fashion-MNIST points the same way. On CIFAR-10, whose classes look the
 # same in a mirror, it is the standard choice.
-#
+
+# %% [markdown]
 # ## 8. Batch normalisation
 #
 # A layer's input distribution keeps changing while the layers before it learn. Batch
@@ -733,7 +739,8 @@ assert normed_val > baseline_val
 # layers. Gradients neither fade nor blow up through the normalised layers, so larger
 # steps are safe. The batch statistics also add a little noise, a mild regulariser.
 # (γ and β let the network undo the normalisation wherever that is better.)
-#
+
+# %% [markdown]
 # ## 9. ResNet-50 and weights trained by others
 #
 # Very deep plain networks train worse than shallower ones, even on their training data.
@@ -768,7 +775,8 @@ assert resnet_params == 25_557_032 and len(convolutions) == 53
 # block of each stage, where the number of channels or the resolution changes (4). The
 # name counts the layers along the main path that carry weights: 1 + 48 + the final fully
 # connected layer = 50.
-#
+
+# %% [markdown]
 # Trained on ImageNet (1.2 million photos, 1000 classes), such a network names the main
 # object of a photo. **This lab cannot download the trained weights**: this machine has
 # no access to them, and minidl ships none. `minidl.io.load_torch_state_dict` copies a
@@ -829,3 +837,4 @@ else:
 for name, value in figures.items():
     print(f"{name:>72}: {value:.4g}")
 print(f"{'running time (minutes)':>72}: {(time.perf_counter() - lab_started) / 60:.1f}")
+print(f"{'CPU time of this process (minutes)':>72}: {time.process_time() / 60:.1f}")

@@ -338,11 +338,12 @@ display(Image(filename=os.path.join(main_options.out, "worst_test.png")))
 
 # %% [markdown] tags=["solution"]
 # *Solution.* Both kinds show up. Some are confident mistakes between look-alike classes
-# (a shirt called a T-shirt, an ankle boot called a sneaker). Others are images whose
-# label a person would also doubt: a dress shaped like a coat, a bag drawn as a
-# rectangle without a handle. The largest losses come from near-certain wrong answers
-# (probability of the true class close to 0); the three guesses show how often the true
-# class is second.
+# (a shirt called a T-shirt, a sneaker called an ankle boot). Others carry labels a
+# person would dispute: in the full run, for instance, "trousers" that look like a long
+# dress, a long-sleeved "T-shirt" taken for a pullover, and "bags" whose pictures
+# resemble no bag. The largest losses come from near-certain wrong answers (probability
+# of the true class close to 0); the three guesses show how often the true class is
+# second.
 
 # %%
 test_result = evaluate(net, None, data.test_x, data.test_y)
@@ -401,7 +402,8 @@ assert comparison[True]["gap"] < comparison[False]["gap"]
 # doubling of the data there; vertical flips would not be (upside-down ships are not in
 # the test set). In Fashion-MNIST the shoes all point the same way, so mirrored shoes are
 # images the test set never contains: harmless to the labels, but partly wasted effort.
-#
+
+# %% [markdown]
 # ## 8. What to expect on real CIFAR-10
 #
 # **Question.** Why is CIFAR-10 much harder than this stand-in for the same network?
@@ -414,10 +416,12 @@ assert comparison[True]["gap"] < comparison[False]["gap"]
 # network on CIFAR-10 is about 70 % after a few epochs; on this machine that is
 # untested, because the archive cannot be downloaded here. Running
 # `python train_cifar.py` (and `--augment`) where CIFAR-10 is available measures it.
-#
+
+# %% [markdown]
 # ## What this run measured
 
 # %%
 for name, value in figures.items():
     print(f"{name:>52}: {value:.4g}")
 print(f"{'running time (minutes)':>52}: {(time.perf_counter() - lab_started) / 60:.1f}")
+print(f"{'CPU time of this process (minutes)':>52}: {time.process_time() / 60:.1f}")
