@@ -263,7 +263,7 @@ assert receptive_field(stacks["3x3, D = 1, 2, 4"][0]).sum() == 15 * 15     # no 
 # *Solution.* Going up one layer with kernel K and dilation D widens the field by D·(K - 1)
 # pixels *of that layer's input*; a stride or a pooling of S below it makes each of those
 # pixels worth S times more at the image. So r = 1 + Σᵢ Dᵢ·(Kᵢ - 1)·(S₁···Sᵢ₋₁): 1 + 2 = 3,
-# 1 + 4 = 5, 1 + 2 + 2 = 5, 1 + 2 + 4 + 8 = 15, and 1 + 2 + 1·2 + 2·2 = 8 for the last one
+# 1 + 4 = 5, 1 + 2 + 2 = 5, 1 + 2 + 4 + 8 = 15, and 1 + 2 + 1 + 2·2 = 8 for the last one
 # (the pooling's own window of 2 adds 1, then the second convolution's 2 counts double).
 # One dilated 3x3 layer touches only 9 pixels spread over 5x5: the output never sees the
 # pixels in between. Stacking dilations 1, 2, 4 fills the gaps: each layer's taps land on
