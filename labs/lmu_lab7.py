@@ -631,27 +631,37 @@ assert np.all(np.sign(middle[1:]) == -np.sign(middle[:-1]))              # alter
 # %% [markdown]
 # ### What does the network take for a 3?
 #
-# The same idea on the trained network: start from a blank image (all pixels at the mean)
-# and change it to raise the logit of one class. Two things keep the result an image: a
-# penalty λ‖X‖² that stops it from growing without bound (the problem of the unbounded
-# loss above), and clipping every pixel back into the range MNIST pixels can take. We do
-# all ten classes at once, as a batch of ten images, each pushed towards its own class:
-# the gradient of the sum of the ten chosen logits with respect to the batch is, for each
-# image, the gradient of its own logit (the images do not interact).
+# The same idea on the trained network: start from an almost blank page and change it to
+# raise the logit of one class. Two things keep the result an image: a penalty on the ink,
+# λ·Σ(pixel values²), that stops it from filling the page (the problem of the unbounded
+# loss above), and clipping every pixel back into the range MNIST pixels can take, from 0
+# (black) to 1. We do all ten classes at once, as a batch of ten images, each pushed towards
+# its own class: the gradient of the sum of the ten chosen logits with respect to the batch
+# is, for each image, the gradient of its own logit (the images do not interact).
+#
+# The page starts with a little random ink rather than perfectly uniform. At a uniform
+# image every window of a filter sees the same numbers, and if all the ReLUs of one layer
+# happen to be off there, the input gradient is exactly zero and the ascent never moves:
+# with the network of the full run, the uniform mean-grey image is such a point.
 
 # %%
-steps = 100 if QUICK else 300
+net.train(False)
+net.forward(np.zeros((1, 1, 28, 28), dtype=np.float32))    # the uniform image at the mean pixel
+uniform_gradient = net.backprop(np.eye(10, dtype=np.float32)[:1], need_input_grad=True)[0]
+print("largest input gradient of logit 0 at the uniform mean-grey image:", np.abs(uniform_gradient).max())
+
+steps = 200 if QUICK else 300
 penalty, step_size = 0.05, 0.1
 low, high = -mnist.mean.item(), 1 - mnist.mean.item()   # pixel values 0 and 1, after the mean is taken off
-dreams = np.zeros((10, 1, 28, 28), dtype=np.float32)
+dreams = (low + 0.1 * rng.random((10, 1, 28, 28))).astype(np.float32)   # black, with a little ink
 wanted = np.eye(10, dtype=np.float32)                    # row c: d(sum of chosen logits)/d(logits) of image c
-net.train(False)
 logit_curves = []
 for _ in range(steps):
     logits = net.forward(dreams)
     logit_curves.append(np.diag(logits).copy())
     grad_input, _ = net.backprop(wanted, need_input_grad=True)
-    dreams += step_size * (grad_input - 2 * penalty * dreams)
+    ink = dreams - low                                   # the pixel values
+    dreams += step_size * (grad_input - 2 * penalty * ink)
     np.clip(dreams, low, high, out=dreams)
 probabilities = softmax(net.forward(dreams).astype(np.float64))
 chosen = np.diag(probabilities)
