@@ -386,15 +386,16 @@ figures["LeNet-5 MNIST test accuracy"] = digit_test["accuracy"]
 assert digit_test["accuracy"] > (0.8 if QUICK else 0.98)
 
 # %% [markdown]
-# The page: three test digits that the trained network classifies correctly, each padded
-# to a 32x32 window placed at a multiple of 4 pixels (so that it is exactly one of the
-# windows the map sees), on an empty background.
+# The page: three test digits that the trained network classifies correctly (the most
+# confidently of their class), each padded to a 32x32 window placed at a multiple of 4
+# pixels (so that it is exactly one of the windows the map sees), on an empty background.
 
 # %%
-confident = softmax(digit_test["logits"].astype(np.float64)).max(axis=1) > 0.9
+probability = softmax(digit_test["logits"].astype(np.float64)).max(axis=1)
 picks = []
-for label in (3, 8, 5):
-    picks.append(int(np.flatnonzero((digit_test["predictions"] == test_y) & (test_y == label) & confident)[0]))
+for label in (3, 8, 5):      # of the correctly classified test digits of each label, the most confident
+    candidates = np.flatnonzero((digit_test["predictions"] == test_y) & (test_y == label))
+    picks.append(int(candidates[np.argmax(probability[candidates])]))
 page = np.full((1, 1, 64, 96), background, dtype=np.float32)
 places = ((0, 0), (32, 32), (4, 64))            # top-left corners of the three windows
 for index, (row, col) in zip(picks, places):
@@ -413,7 +414,7 @@ for i in range(predicted.shape[0]):
     for j in range(predicted.shape[1]):
         if confidence[i, j] > 0.5:
             axes[1].text(j, i, str(predicted[i, j]), ha="center", va="center", color="white", fontsize=9)
-axes[1].set_title("the class with the largest probability (where > 0.5), over the probability")
+axes[1].set_title("predicted class (where p > 0.5) over its probability p")
 fig.colorbar(shown, ax=axes[1], fraction=0.03)
 plt.show()
 for index, (row, col) in zip(picks, places):
