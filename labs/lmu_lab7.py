@@ -692,7 +692,8 @@ plt.show()
 # real image that change the network's answer. Stronger priors (a larger penalty, blurring
 # the image between steps, starting from a real digit) make the results look more like
 # writing, and they show more of what the network relies on.
-#
+
+# %% [markdown]
 # ## What this run measured
 
 # %%

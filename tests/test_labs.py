@@ -45,14 +45,20 @@ def test_there_are_labs_and_the_readme_lists_each():
 
 @pytest.mark.parametrize("path", LABS, ids=lambda p: p.stem)
 def test_every_question_has_a_solution_before_the_next(path):
-    """A markdown cell that asks (**Question** / **Questions** / **Task**) is followed by a
-    cell tagged ``solution`` before the next question."""
+    """A markdown cell that asks (**Question**, **Questions**, **Task**, an exercise **(a) ...**)
+    is followed by a cell tagged ``solution`` before the next question; a solution's markdown
+    holds only the answer (no heading, no next exercise), so stripping the solutions leaves
+    the rest of the lab whole."""
     cells = jupytext.read(path).cells
     pending = None
     for index, cell in enumerate(cells):
         tags = cell.get("metadata", {}).get("tags", [])
-        asks = cell.cell_type == "markdown" and re.search(r"\*\*(Questions?|Tasks?)[.*]", cell.source)
+        asks = cell.cell_type == "markdown" and re.search(r"\*\*(Questions?[.*]|Tasks?[.*]|\([a-z]\) )", cell.source)
         if "solution" in tags:
+            if cell.cell_type == "markdown":
+                assert cell.source.startswith("*Solution.*"), f"{path.name}: cell {index} is tagged solution"
+                assert not re.search(r"^#+ |\*\*\(", cell.source, re.MULTILINE), \
+                    f"{path.name}: solution cell {index} runs on into the next section or exercise"
             pending = None
         elif asks:
             assert pending is None, f"{path.name}: cell {pending} asks a question without a solution cell"

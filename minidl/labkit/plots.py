@@ -13,13 +13,17 @@ import numpy as np
 from .characters import LETTERS
 
 
-def scale_to_unit(image):
-    """Affinely map the values of an array to [0, 1] (a constant array becomes 0.5)."""
+def scale_to_unit(image, clip=0.0):
+    """Affinely map the values of an array to [0, 1] (a constant array becomes 0.5).
+
+    ``clip``: the percentage of values at each end mapped beyond the range and clipped
+    to 0 or 1, so that a few extreme values do not leave the rest in one shade.
+    """
     image = np.asarray(image, dtype=np.float64)
-    low, high = image.min(), image.max()
+    low, high = (image.min(), image.max()) if not clip else np.percentile(image, [clip, 100 - clip])
     if high == low:
         return np.full_like(image, 0.5)
-    return (image - low) / (high - low)
+    return np.clip((image - low) / (high - low), 0.0, 1.0)
 
 
 def mosaic(tiles, spacing=1, cols=None):
@@ -50,9 +54,9 @@ def channels(x):
     return x[0][:, None]
 
 
-def _imshow(axes, image, title=None):
+def _imshow(axes, image, title=None, clip=0.0):
     """Show an (H, W), (H, W, 1) or (H, W, 3) array scaled to [0, 1] (grey maps in grey)."""
-    image = scale_to_unit(image)
+    image = scale_to_unit(image, clip)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
     axes.imshow(image, cmap="gray" if image.ndim == 2 else None, interpolation="nearest",
@@ -83,19 +87,21 @@ def show_mosaic(tiles, title=None, spacing=1, cols=None, size=8):
     return figure
 
 
-def triptych(image, kernel, response, titles=("input", "kernel", "response"), size=4):
+def triptych(image, kernel, response, titles=("input", "kernel", "response"), size=4, clip=0.5):
     """Three panels side by side: an image, a kernel, and the response of one to the other.
 
     Each is (1, C, H, W), (C, H, W) or (H, W); the kernel is drawn with nearest pixels.
+    The response's shades span its ``clip``-th to (100 - ``clip``)-th percentiles: a
+    filter's response often has a few values far larger than the rest.
     """
     figure, axes = plt.subplots(1, 3, figsize=(3 * size, size))
-    for ax, array, title in zip(axes, (image, kernel, response), titles):
+    for ax, array, title, cut in zip(axes, (image, kernel, response), titles, (0.0, 0.0, clip)):
         array = np.asarray(array)
         if array.ndim == 4:
             array = array[0]
         if array.ndim == 3:
             array = array.transpose(1, 2, 0)
-        _imshow(ax, array, title)
+        _imshow(ax, array, title, cut)
     figure.tight_layout()
     return figure
 
