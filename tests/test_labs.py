@@ -6,6 +6,11 @@ with matplotlib's Agg backend, the repository root as the working directory and 
 PYTHONPATH (so the in-place build of minidl imports). A lab asserts its own key
 results, so a lab that stops teaching what it says fails here. Needs the ``labs``
 extra (jupytext, nbclient, nbformat, ipykernel).
+
+A lab that loads real MNIST (its source calls ``load_mnist(``) carries the ``network``
+marker and runs with MINIDL_DATA set to the verified data root of ``real_mnist_root``
+(the rule in conftest's docstring: the user's cache read only, else a temporary copy,
+else the lab is skipped with the reason).
 """
 import os
 import pathlib
@@ -19,6 +24,16 @@ pytest.importorskip("ipykernel")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LABS = sorted((ROOT / "labs").glob("*.py"))
+
+
+def needs_mnist(path):
+    """Whether the lab at ``path`` loads real MNIST."""
+    return "load_mnist(" in path.read_text()
+
+
+#: the labs as parameters of the notebook test, the MNIST ones marked ``network``
+LAB_RUNS = [pytest.param(path, id=path.stem, marks=[pytest.mark.network] if needs_mnist(path) else [])
+            for path in LABS]
 
 
 def test_there_are_labs_and_the_readme_lists_each():
@@ -54,9 +69,11 @@ def test_every_question_has_a_solution_before_the_next(path):
 @pytest.mark.lab
 @pytest.mark.skipif(os.environ.get("MINIDL_BACKEND") == "numpy",
                     reason="the labs run once, on the compiled kernels; both backends are tested elsewhere")
-@pytest.mark.parametrize("path", LABS, ids=lambda p: p.stem)
-def test_lab_runs_as_a_notebook_in_quick_mode(path, monkeypatch):
+@pytest.mark.parametrize("path", LAB_RUNS)
+def test_lab_runs_as_a_notebook_in_quick_mode(path, monkeypatch, request):
     monkeypatch.setenv("MINIDL_LAB_QUICK", "1")
+    if needs_mnist(path):
+        monkeypatch.setenv("MINIDL_DATA", str(request.getfixturevalue("real_mnist_root")))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     python_path = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(python_path))   # the kernel inherits the environment
