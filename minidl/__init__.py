@@ -9,7 +9,12 @@
     minidl.data        MNIST / Fashion-MNIST / CIFAR-10 loaders
     minidl.metrics     confusion matrix, accuracy, precision, recall
     minidl.viz         filter grids, training plots, worst mistakes
-    minidl.runs        what train_mnist.py and train_l2reg.py do
+    minidl.io          model files and checkpoints (one format); load_torch_state_dict
+    minidl.functional  forward-only functions with torch.nn.functional's names
+    minidl.transforms  batch transforms (crops, flips, shifts, normalise) with an explicit generator
+    minidl.models      ready-made networks: lab_net, lenet5, cifar_net, alexnet, resnet18/50, ...
+    minidl.runs        the plumbing of the training scripts (options, run directory, outputs)
+    minidl.labkit      helpers for the labs in labs/ (photos, blobs, letters, plots)
 """
 from . import _settings  # noqa: F401  first: environment defaults, before numpy and OpenMP load
 from . import layers, ops
