@@ -46,7 +46,7 @@
  * algorithm with its own pack buffers.  When neither splits well but K is long
  * (e.g. 25 x 16 x 39200), K is split and the partial products are summed.
  *
- * Built into minidl.ops._kernels by setup.py (plain -O3, plus the OpenMP flag
+ * Built into minidl.ops.fast._fast by setup.py (plain -O3, plus the OpenMP flag
  * when the compiler has OpenMP; without it threads.h makes T = 1 below and the
  * sequential path runs). No -march flag is needed: the AVX-512 functions carry
  * a target attribute, and minidl_sgemm_supported() checks the CPU at run time;
