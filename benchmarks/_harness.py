@@ -30,29 +30,57 @@ LAB = dict(in_channels=1, image_size=28, conv1=16, conv2=32, kernel=5, fc=512, c
 
 
 # ------------------------------------------------------------------ machine
-def cpu_model():
-    """'model name' of /proc/cpuinfo (or platform.processor() elsewhere)."""
+def _cpuinfo_field(name):
+    """The first value of a field of /proc/cpuinfo ('model name', 'flags', ...), or None."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip().lower() == name:
+                    return value.strip()
     except OSError:
         pass
+    return None
+
+
+def _lscpu_field(name):
+    """A field of `lscpu` ('Model name', 'Flags', ...), or None (no lscpu, not Linux)."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return None
+
+
+def cpu_model():
+    """'model name' of /proc/cpuinfo, else lscpu's 'Model name', else platform.processor()."""
+    model = _cpuinfo_field("model name") or _lscpu_field("Model name")
+    if model:
+        return model
     import platform
     return platform.processor() or "unknown"
 
 
-def cpu_flags(wanted=("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")):
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    return [w for w in wanted if w in have]
-    except OSError:
-        pass
-    return []
+def cpu_id():
+    """Vendor, family, model and stepping: they tell apart CPUs that a VM names alike."""
+    fields = [("vendor_id", ""), ("cpu family", "family "), ("model", "model "), ("stepping", "stepping ")]
+    parts = [prefix + value for key, prefix in fields if (value := _cpuinfo_field(key))]
+    return ", ".join(parts) or None
+
+
+#: the instruction-set extensions that decide which kernels the three libraries pick
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+
+
+def cpu_flags(wanted=ISA_FLAGS):
+    """The flags in ``wanted`` that this CPU has (/proc/cpuinfo, else lscpu)."""
+    line = _cpuinfo_field("flags") or _lscpu_field("Flags") or ""
+    have = set(line.split())
+    return [w for w in wanted if w in have]
 
 
 def cpu_mhz():
@@ -82,17 +110,21 @@ def load_average():
 
 
 def machine_info():
-    return {"cpu_model": cpu_model(), "cpu_flags": cpu_flags(), "cpu_mhz": cpu_mhz(),
+    return {"cpu_model": cpu_model(), "cpu_id": cpu_id(), "cpu_flags": cpu_flags(),
+            "cpu_flags_checked": list(ISA_FLAGS), "cpu_mhz": cpu_mhz(),
             "cores": core_count(), "os_cpu_count": os.cpu_count(), "python": sys.version.split()[0],
             "load_average_1_5_15": load_average(),
             "env": {k: v for k, v in sorted(os.environ.items())
-                    if k.startswith(("OPENBLAS_", "OMP_", "GOMP_", "KMP_", "MKL_", "MINIDL_"))}}
+                    if k.startswith(("OPENBLAS_", "OMP_", "GOMP_", "KMP_", "MKL_", "MINIDL_", "ATEN_", "ONEDNN_", "DNNL_"))}}
 
 
 def machine_lines(info):
     flags = ", ".join(info["cpu_flags"]) or "?"
     mhz = f", {info['cpu_mhz']:.0f} MHz" if info.get("cpu_mhz") else ""
-    return [f"CPU          : {info['cpu_model']} ({flags}{mhz})",
+    missing = ", ".join(f for f in info.get("cpu_flags_checked", []) if f not in info["cpu_flags"])
+    ident = f"; {info['cpu_id']}" if info.get("cpu_id") else ""
+    return [f"CPU          : {info['cpu_model']}{ident}{mhz}",
+            f"ISA flags    : has {flags}" + (f"; lacks {missing}" if missing else ""),
             f"cores        : {info['cores']} usable (os.cpu_count() = {info['os_cpu_count']})",
             f"python       : {info['python']}",
             f"load average : {info['load_average_1_5_15']} (1, 5, 15 min) at start",
@@ -277,6 +309,44 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
+# ------------------------------------------------------- instruction sets
+#: the environment of the "both held to AVX2" workers: what a laptop without AVX-512 runs.
+#: Each library reads only its own variables; both workers get all of them, and only
+#: those two workers do (the benchmark's own process and the other workers are untouched).
+AVX2_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",       # PyTorch's own vectorised kernels
+    "ONEDNN_MAX_CPU_ISA": "AVX2",        # PyTorch's convolutions (oneDNN)
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",   # PyTorch's matrix products (MKL)
+    "OPENBLAS_CORETYPE": "Haswell",      # numpy's OpenBLAS: its AVX2 kernels
+    "MINIDL_FAST_ISA": "avx2",           # minidl's fast path (minidl.ops.fast)
+}
+
+#: OpenBLAS core types whose kernels use AVX-512
+_OPENBLAS_AVX512_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+
+
+def minidl_isa(info):
+    """What a minidl worker ran, in words, and whether it stayed within AVX2 (True/False)."""
+    fast = info.get("fast_status") or "?"
+    core = info.get("blas_core") or "?"
+    fast_avx512 = fast.startswith("on") and ("avx-512" in fast.lower() or "avx512" in fast.lower())
+    blas_avx512 = core.lower() in _OPENBLAS_AVX512_CORES
+    return f"fast path {fast}; numpy's OpenBLAS core {core}", not (fast_avx512 or blas_avx512)
+
+
+def torch_isa(info):
+    """What a torch worker ran, in words, and whether it stayed within AVX2 (True/False).
+
+    ATen's capability is read back from the process; oneDNN and MKL cannot be asked,
+    so their variables are quoted as set in that worker.
+    """
+    cap = info.get("cpu_capability") or "?"
+    capped = [f"{k}={info['env'][k]}" for k in ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+              if info.get("env", {}).get(k)]
+    text = f"ATen CPU capability {cap}" + (f" (oneDNN/MKL: {', '.join(capped)})" if capped else "")
+    return text, "avx512" not in cap.lower() and len(capped) == 2
+
+
 # ------------------------------------------------------------ worker process
 class Worker:
     """One framework in its own process; ``call(cmd=..., ...)`` runs a command there."""
@@ -374,6 +444,44 @@ def openmp_threads():
         return None
 
 
+def minidl_idiomatic_step(net, loss_fn, optimizer, x, y):
+    """One training step as ``Trainer.train_step`` does it, without its extras.
+
+    forward, loss, dL/dlogits, one backprop through the ``Sequential`` (which skips
+    the first layer's input gradient, as the Trainer asks), SGD update. No finite
+    check, no count of correct answers: the same work as torch's loop without
+    ``loss.item()``.
+    """
+    from minidl.layers.base import call_backprop
+    logits = net.forward(x)
+    loss = loss_fn.forward(logits, y)
+    grad_logits = loss_fn.backward_inputs(logits, y)
+    _, pairs = call_backprop(net, grad_logits, need_input_grad=False)
+    optimizer.step(pairs)
+    return loss
+
+
+def minidl_lab_loop_step(net, loss_fn, optimizer, x, y):
+    """One training step as the lab's own training loop (FER lab 2) writes it.
+
+    The layers in reverse; each is asked for dL/d(its input) with ``backward_inputs``
+    and then for its parameter gradients with ``backward_params``, both from the same
+    dL/d(its output). Like the lab's loop it asks the first layer for its input
+    gradient too, although nobody uses it. The updated parameters must be exactly
+    those of ``minidl_idiomatic_step`` (tests/test_bench.py checks it).
+    """
+    logits = net.forward(x)
+    loss = loss_fn.forward(logits, y)
+    grad = loss_fn.backward_inputs(logits, y)
+    pairs = []
+    for layer in reversed(net.layers):
+        grad_inputs = layer.backward_inputs(grad)
+        pairs += layer.backward_params(grad)
+        grad = grad_inputs
+    optimizer.step(pairs)
+    return loss
+
+
 class MinidlBench:
     """minidl side: a lab net per configuration, Trainer.train_step / net.forward."""
 
@@ -401,7 +509,9 @@ class MinidlBench:
                 "blas_threads": blas_threads, "blas_core": core,
                 "omp_threads": openmp_threads() if self.ops.BACKEND == "compiled" else None,
                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-                "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE")}
+                "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"),
+                "fast_status": self.ops.fast.status(),
+                "env": {k: os.environ[k] for k in AVX2_ENV if k in os.environ}}
 
     def _model(self, mode, batch):
         key = (mode, batch)
@@ -416,13 +526,21 @@ class MinidlBench:
             # a few different batches of MNIST-shaped data, cycled
             pool = [(rng.random((batch, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, batch))
                     for _ in range(4 if batch <= 256 else 2)]
-            if mode == "train":
-                trainer = Trainer(net, SoftmaxCrossEntropy(), SGD(lr=0.01), batch_size=batch)
-                step = trainer.train_step
-            else:
+            loss_fn, optimizer = SoftmaxCrossEntropy(), SGD(lr=0.01)
+            if mode == "train":            # what Trainer.fit runs per batch
+                step = Trainer(net, loss_fn, optimizer, batch_size=batch).train_step
+            elif mode == "idiomatic":      # Sequential's one backprop + SGD, nothing else
+                def step(x, y):  # noqa: E306
+                    return minidl_idiomatic_step(net, loss_fn, optimizer, x, y)
+            elif mode == "lab_loop":       # the lab's loop over the layers
+                def step(x, y):  # noqa: E306
+                    return minidl_lab_loop_step(net, loss_fn, optimizer, x, y)
+            elif mode == "eval":
                 net.eval()
-                def step(x, y, net=net):  # noqa: E306 - forward only, as evaluate() per batch
+                def step(x, y):  # noqa: E306 - forward only, as evaluate() per batch
                     return net.forward(x)
+            else:
+                raise ValueError(f"minidl worker: unknown mode {mode!r}")
             self.models[key] = (step, pool)
         return self.models[key]
 
@@ -494,7 +612,8 @@ class TorchBench:
                 "interop_threads": torch.get_num_interop_threads(),
                 "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "libraries": f"{mkl}, {dnn}", "blas": "MKL" if "BLAS_INFO=mkl" in cfg else "?",
-                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                "env": {k: os.environ[k] for k in AVX2_ENV if k in os.environ}}
 
     def _model(self, mode, batch):
         key = (mode, batch)
@@ -513,25 +632,33 @@ class TorchBench:
             # inputs never require grad (the default)
             pool = [(torch.rand((batch, 1, 28, 28), generator=g, dtype=torch.float32),
                      torch.randint(0, 10, (batch,), generator=g)) for _ in range(4 if batch <= 256 else 2)]
-            if mode == "train":
+            if mode in ("train", "idiomatic"):
                 net.train()
                 opt = torch.optim.SGD(net.parameters(), lr=0.01)
                 loss_fn = nn.CrossEntropyLoss()
 
-                def step(x, y):
+                def idiomatic(x, y):
                     opt.zero_grad(set_to_none=True)
                     logits = net(x)
                     loss = loss_fn(logits, y)
                     loss.backward()
                     opt.step()
-                    # what minidl's train_step returns: the loss and the number correct
+                    return logits, loss
+
+                def train(x, y):
+                    logits, loss = idiomatic(x, y)
+                    # what minidl's Trainer.train_step returns: the loss and the number correct
                     return loss.item(), int((logits.argmax(1) == y).sum())
-            else:
+
+                step = train if mode == "train" else idiomatic
+            elif mode == "eval":
                 net.eval()
 
                 def step(x, y):
                     with torch.inference_mode():
                         return net(x)
+            else:
+                raise ValueError(f"torch worker: unknown mode {mode!r}")
             self.models[key] = (step, pool)
         return self.models[key]
 
