@@ -90,7 +90,7 @@ def test_torch_isa_needs_aten_and_both_variables():
 
 
 def _row(minidl, torch=None, held=(True, True)):
-    row = {"minidl": {"median": minidl, "isa": {"ran": "m", "within_avx2": held[0]}}}
+    row = {"minidl": {"median": minidl, "rounds": [minidl], "isa": {"ran": "m", "within_avx2": held[0]}}}
     if torch is not None:
         row["torch"] = {"median": torch, "isa": {"ran": "t", "within_avx2": held[1]}}
         row["ratio_minidl_over_torch"] = minidl / torch
