@@ -1,6 +1,11 @@
 """Shared pieces of the benchmark scripts.
 
-* the machine description every script prints (CPU model, cores, versions, load);
+* the machine description every script prints (CPU model, ISA flags, cores, versions, load);
+* the training steps the workers time: ``minidl_idiomatic_step`` (Sequential's one
+  backprop) and ``minidl_lab_loop_step`` (the lab's loop over the layers), beside
+  ``Trainer.train_step`` and torch's loop;
+* ``AVX2_ENV``, the variables that hold every library to AVX2, and ``minidl_isa`` /
+  ``torch_isa``, which say from a worker's own report what it actually ran;
 * ``lab_net_flops``: the FLOPs of the lab network, counted by hand;
 * ``lab_gemms``: the matrix products minidl runs for one training step, with
   the exact operand layouts of ``minidl/layers/conv.py`` and ``linear.py``;
