@@ -318,11 +318,14 @@ def median(values):
 #: the environment of the "both held to AVX2" workers: what a laptop without AVX-512 runs.
 #: Each library reads only its own variables; both workers get all of them, and only
 #: those two workers do (the benchmark's own process and the other workers are untouched).
+#: numpy's OpenBLAS is not among them: OPENBLAS_CORETYPE is the machine's to set, never
+#: minidl's (some machines here set it; users' machines do not). It does not matter to
+#: the held minidl: on its fast path every product runs minidl's own gemm.c, not OpenBLAS.
 AVX2_ENV = {
     "ATEN_CPU_CAPABILITY": "avx2",       # PyTorch's own vectorised kernels
     "ONEDNN_MAX_CPU_ISA": "AVX2",        # PyTorch's convolutions (oneDNN)
     "MKL_ENABLE_INSTRUCTIONS": "AVX2",   # PyTorch's matrix products (MKL)
-    "OPENBLAS_CORETYPE": "Haswell",      # numpy's OpenBLAS: its AVX2 kernels
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",   # numpy's own loops: AVX2 (X86_V3)
     "MINIDL_FAST_ISA": "avx2",           # minidl's fast path (minidl.ops.fast)
 }
 
@@ -330,13 +333,31 @@ AVX2_ENV = {
 _OPENBLAS_AVX512_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 
 
+def numpy_simd():
+    """The AVX-512 groups numpy's own loops may use in this process ([] when held to AVX2)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:          # an older numpy: nothing to report
+        return []
+    return [k for k in ("X86_V4", "AVX512_SKX", "AVX512_ICL", "AVX512_SPR") if features.get(k)]
+
+
 def minidl_isa(info):
-    """What a minidl worker ran, in words, and whether it stayed within AVX2 (True/False)."""
+    """What a minidl worker ran, in words, and whether it stayed within AVX2 (True/False).
+
+    Held: the fast path off or on without AVX-512, and numpy's own loops without
+    AVX-512. numpy's OpenBLAS counts only when the fast path is off (then minidl's
+    products run there).
+    """
     fast = info.get("fast_status") or "?"
     core = info.get("blas_core") or "?"
-    fast_avx512 = fast.startswith("on") and ("avx-512" in fast.lower() or "avx512" in fast.lower())
-    blas_avx512 = core.lower() in _OPENBLAS_AVX512_CORES
-    return f"fast path {fast}; numpy's OpenBLAS core {core}", not (fast_avx512 or blas_avx512)
+    simd = info.get("numpy_avx512", [])
+    fast_on = fast.startswith("on")
+    fast_avx512 = fast_on and ("avx-512" in fast.lower() or "avx512" in fast.lower())
+    blas_avx512 = not fast_on and core.lower() in _OPENBLAS_AVX512_CORES
+    words = (f"fast path {fast}; numpy loops {'AVX-512 (' + ' '.join(simd) + ')' if simd else 'AVX2'}; "
+             f"numpy's OpenBLAS core {core}{'' if not fast_on else ' (not used by the fast path)'}")
+    return words, not (fast_avx512 or blas_avx512 or simd)
 
 
 def torch_isa(info):
@@ -515,7 +536,7 @@ class MinidlBench:
                 "omp_threads": openmp_threads() if self.ops.BACKEND == "compiled" else None,
                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                 "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE"),
-                "fast_status": self.ops.fast.status(),
+                "fast_status": self.ops.fast.status(), "numpy_avx512": numpy_simd(),
                 "env": {k: os.environ[k] for k in AVX2_ENV if k in os.environ}}
 
     def _model(self, mode, batch):

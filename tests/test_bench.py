@@ -71,15 +71,22 @@ def test_torch_worker_runs_one_step_of_every_mode_and_reports_its_isa():
             assert reply["steps"] == 1, mode
 
 
-@pytest.mark.parametrize("status, core, held", [
-    ("on for float32 (gemm.c, AVX-512)", "Haswell", False),       # minidl ignored MINIDL_FAST_ISA
-    ("on for float32 (gemm.c, AVX2 + FMA)", "Haswell", True),
-    ("on for float32 (gemm.c, AVX2 + FMA)", "SkylakeX", False),   # numpy's OpenBLAS not held
-    ("off (MINIDL_FAST=0 or fast.ENABLED = False)", "Haswell", True),
+@pytest.mark.parametrize("status, core, simd, held", [
+    ("on for float32 (gemm.c, AVX-512)", "Haswell", [], False),       # minidl ignored MINIDL_FAST_ISA
+    ("on for float32 (gemm.c, AVX2+FMA)", "Haswell", [], True),
+    ("on for float32 (gemm.c, AVX2+FMA)", "SkylakeX", [], True),      # the fast path does not call OpenBLAS
+    ("on for float32 (gemm.c, AVX2+FMA)", "Haswell", ["X86_V4"], False),   # numpy's loops not held
+    ("off (MINIDL_FAST=0 or fast.ENABLED = False)", "Haswell", [], True),
+    ("off (MINIDL_FAST=0 or fast.ENABLED = False)", "SkylakeX", [], False),  # products in OpenBLAS
 ])
-def test_minidl_isa_says_whether_the_worker_stayed_within_avx2(status, core, held):
-    words, within = H.minidl_isa({"fast_status": status, "blas_core": core})
+def test_minidl_isa_says_whether_the_worker_stayed_within_avx2(status, core, simd, held):
+    words, within = H.minidl_isa({"fast_status": status, "blas_core": core, "numpy_avx512": simd})
     assert within is held and status in words and core in words
+
+
+def test_the_avx2_environment_leaves_openblas_coretype_alone():
+    """OPENBLAS_CORETYPE is the machine's setting: the benchmark never sets it."""
+    assert "OPENBLAS_CORETYPE" not in H.AVX2_ENV
 
 
 def test_torch_isa_needs_aten_and_both_variables():
