@@ -114,7 +114,7 @@ def conv_forward(x, weights, bias, stride, padding, dilation):
     x = np.ascontiguousarray(x)
     y = np.empty((x.shape[0], f, geometry[-2], geometry[-1]), dtype=np.float32)
     bias = np.zeros(f, np.float32) if bias is None else bias
-    work = np.empty((_fast.max_threads(), k, p), dtype=np.float32)   # one column block per thread
+    work = np.empty((_fast.max_threads(), k * p + _fast.slack()), dtype=np.float32)  # a block per thread
     _fast.conv_forward_f32(x, weights.reshape(f, k), bias, y.reshape(x.shape[0], f, p), work, *geometry)
     return y
 
@@ -134,8 +134,8 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
     x = np.ascontiguousarray(x)
     grad_out = np.ascontiguousarray(grad_out, dtype=np.float32)
     threads = _fast.max_threads()
-    work = np.empty((threads, k, p), dtype=np.float32)
-    work2 = np.empty((threads, k, p), dtype=np.float32) if need_input_grad else work
+    work = np.empty((threads, k * p + _fast.slack()), dtype=np.float32)
+    work2 = np.empty((threads, k, p) if need_input_grad else (1, 1, 1), dtype=np.float32)
     grad_x = np.zeros(x.shape, dtype=np.float32) if need_input_grad else x[:1, :1, :1, :1].copy()
     grad_wt = np.zeros((threads, k, f), dtype=np.float32)    # transposed, one per thread
     grad_b = np.zeros((threads, f), dtype=np.float32)

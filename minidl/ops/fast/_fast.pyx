@@ -12,7 +12,14 @@ from cython.parallel cimport prange, threadid
 cdef extern from "threads.h":
     int omp_get_max_threads() noexcept nogil
 
-from minidl.ops._im2col cimport col2im_image, im2col_image
+cdef extern from "im2col.h":
+    int MINIDL_IM2COL_SLACK
+    void minidl_im2col_f32(const float* img, float* cols, int C, int H, int W,
+                           int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                           int OH, int OW) noexcept nogil
+    void minidl_col2im_f32(const float* cols, float* img, int C, int H, int W,
+                           int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                           int OH, int OW) noexcept nogil
 
 cdef extern from "gemm.h":
     int minidl_sgemm_supported() noexcept nogil
@@ -51,18 +58,23 @@ def sgemm_into(const float[:, :] a, const float[:, :] b, float[:, ::1] c):
 # once (gemm.c on that thread) and writes the result straight into the NCHW
 # output. The (K, N*P) column matrix of the whole batch is never built, nor
 # transposed copies of it.
+def slack():
+    """Floats to leave after each column block in ``work`` (im2col.c's last store may spill)."""
+    return MINIDL_IM2COL_SLACK
+
+
 def max_threads():
     """Threads an OpenMP loop uses (omp_get_max_threads): the number of work blocks to allocate."""
     return omp_get_max_threads()
 
 
 def conv_forward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d, const float[::1] bias,
-                     float[:, :, ::1] y, float[:, :, ::1] work,
+                     float[:, :, ::1] y, float[:, ::1] work,
                      int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                      int out_h, int out_w):
     """y (N, F, P) = w2d (F, K) @ im2col(x[n]) + bias, image by image.
 
-    work: (threads, K, P) scratch, one column block per thread.
+    work: (threads, K*P + slack()) scratch, one column block per thread.
     """
     cdef Py_ssize_t n_img = x.shape[0], n, f, q
     cdef int n_f = w2d.shape[0], k = w2d.shape[1], p = out_h * out_w, t
@@ -71,9 +83,9 @@ def conv_forward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d, const
     cdef float b
     for n in prange(n_img, nogil=True, schedule='static'):
         t = threadid()
-        cols = &work[t, 0, 0]
-        im2col_image(&x[n, 0, 0, 0], cols, 0, x.shape[1], x.shape[2], x.shape[3], p,
-                     kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+        cols = &work[t, 0]
+        minidl_im2col_f32(&x[n, 0, 0, 0], cols, x.shape[1], x.shape[2], x.shape[3],
+                          kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
         out = &y[n, 0, 0]
         minidl_sgemm_serial(n_f, p, k, 1.0, &w2d[0, 0], k, 1, cols, p, 1, 0.0, out, p)
         for f in range(n_f):
@@ -85,7 +97,7 @@ def conv_forward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d, const
 def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
                       const float[:, :, ::1] grad_y, float[:, :, :, ::1] grad_x,
                       float[:, :, ::1] grad_wt, float[:, ::1] grad_b,
-                      float[:, :, ::1] work, float[:, :, ::1] work2, bint need_input_grad,
+                      float[:, ::1] work, float[:, :, ::1] work2, bint need_input_grad,
                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                       int out_h, int out_w):
     """Per image n, with X = im2col(x[n]) (K, P) and G = grad_y[n] (F, P):
@@ -104,10 +116,10 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
     cdef float acc
     for n in prange(n_img, nogil=True, schedule='static'):
         t = threadid()
-        cols = &work[t, 0, 0]
+        cols = &work[t, 0]
         g = &grad_y[n, 0, 0]
-        im2col_image(&x[n, 0, 0, 0], cols, 0, x.shape[1], x.shape[2], x.shape[3], p,
-                     kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+        minidl_im2col_f32(&x[n, 0, 0, 0], cols, x.shape[1], x.shape[2], x.shape[3],
+                          kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
         # (K, P) @ (P, F): G^T read in place through its strides
         minidl_sgemm_serial(k, n_f, p, 1.0, cols, p, 1, g, 1, p, 1.0, &grad_wt[t, 0, 0], n_f)
         for f in range(n_f):
@@ -119,5 +131,5 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
             dcols = &work2[t, 0, 0]
             # (K, F) @ (F, P): w2d^T read in place through its strides
             minidl_sgemm_serial(k, p, n_f, 1.0, &w2d[0, 0], 1, k, g, p, 1, 0.0, dcols, p)
-            col2im_image(dcols, &grad_x[n, 0, 0, 0], 0, x.shape[1], x.shape[2], x.shape[3], p,
-                         kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+            minidl_col2im_f32(dcols, &grad_x[n, 0, 0, 0], x.shape[1], x.shape[2], x.shape[3],
+                              kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
