@@ -159,7 +159,12 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
     x = np.ascontiguousarray(x)
     grad_out = np.ascontiguousarray(grad_out, dtype=np.float32)
     threads = _fast.max_threads()
-    work2 = np.empty((threads, k, p) if need_input_grad else (1, 1, 1), dtype=np.float32)
+    if need_input_grad:      # per thread: W^T G (K, P), then col2im's scratch
+        (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), c = geometry, x.shape[1]
+        extra = _fast.col2im_scratch(c, x.shape[2], x.shape[3], kh, kw, sw, ph, pw, dw, ow)
+        work2 = np.empty((threads, k * p + extra), dtype=np.float32)
+    else:
+        work2 = np.empty((1, 1), dtype=np.float32)
     grad_x = np.zeros(x.shape, dtype=np.float32) if need_input_grad else x[:1, :1, :1, :1].copy()
     grad_bwt = np.zeros((threads, 1 + k, f), dtype=np.float32)   # [db; dWm^T], one per thread
     _fast.conv_backward_f32(x, weights.reshape(f, k), grad_out.reshape(x.shape[0], f, p),

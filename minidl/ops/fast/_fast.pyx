@@ -17,7 +17,9 @@ cdef extern from "im2col.h":
     void minidl_im2col_f32(const float* img, float* cols, int C, int H, int W,
                            int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                            int OH, int OW) noexcept nogil
-    void minidl_col2im_f32(const float* cols, float* img, int C, int H, int W,
+    long minidl_col2im_scratch(int C, int H, int W, int kh, int kw, int sw, int ph, int pw, int dw,
+                               int OW) noexcept nogil
+    void minidl_col2im_f32(const float* cols, float* img, float* scratch, int C, int H, int W,
                            int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                            int OH, int OW) noexcept nogil
 
@@ -63,6 +65,11 @@ def slack():
     return MINIDL_IM2COL_SLACK
 
 
+def col2im_scratch(int c, int h, int w, int kh, int kw, int sw, int ph, int pw, int dw, int out_w):
+    """Floats of scratch the vectorised col2im of one image needs (0 if it needs none)."""
+    return minidl_col2im_scratch(c, h, w, kh, kw, sw, ph, pw, dw, out_w)
+
+
 def max_threads():
     """Threads an OpenMP loop uses (omp_get_max_threads): the number of work blocks to allocate."""
     return omp_get_max_threads()
@@ -91,7 +98,7 @@ def conv_forward_f32(const float[:, :, :, ::1] x, const float[:, ::1] wb,
 
 def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
                       const float[:, :, ::1] grad_y, float[:, :, :, ::1] grad_x,
-                      float[:, :, ::1] grad_bwt, float[:, ::1] work, float[:, :, ::1] work2,
+                      float[:, :, ::1] grad_bwt, float[:, ::1] work, float[:, ::1] work2,
                       bint need_input_grad,
                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                       int out_h, int out_w):
@@ -101,7 +108,8 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
                                  rows 1.. the weight gradient, transposed; summed per thread t
         grad_x[n]    = col2im(w2d^T @ G)  (if need_input_grad; grad_x zeroed by the caller)
 
-    work as in conv_forward_f32 (its ones row written by the caller); grad_bwt
+    work as in conv_forward_f32 (its ones row written by the caller); work2 (threads,
+    K*P + col2im_scratch(...)) holds each thread's W^T G and col2im's scratch; grad_bwt
     (threads, 1+K, F) starts at zero, and the caller sums it over threads.
     """
     cdef Py_ssize_t n_img = x.shape[0], n
@@ -118,8 +126,8 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
         # (1+K, P) @ (P, F): G^T read in place through its strides
         minidl_sgemm_serial(k + 1, n_f, p, 1.0, block, p, 1, g, 1, p, 1.0, &grad_bwt[t, 0, 0], n_f)
         if need_input_grad:
-            dcols = &work2[t, 0, 0]
+            dcols = &work2[t, 0]
             # (K, F) @ (F, P): w2d^T read in place through its strides
             minidl_sgemm_serial(k, p, n_f, 1.0, &w2d[0, 0], 1, k, g, p, 1, 0.0, dcols, p)
-            minidl_col2im_f32(dcols, &grad_x[n, 0, 0, 0], x.shape[1], x.shape[2], x.shape[3],
+            minidl_col2im_f32(dcols, &grad_x[n, 0, 0, 0], dcols + k * p, x.shape[1], x.shape[2], x.shape[3],
                               kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)

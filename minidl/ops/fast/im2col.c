@@ -66,6 +66,7 @@ static void col2im_plain(const float *cols, float *img, int C, int H, int W,
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(_WIN32)
 #include <immintrin.h>
+#include <string.h>
 #define HAVE_X86_SIMD 1
 #define AVX2 __attribute__((target("avx2,fma")))
 
@@ -114,33 +115,45 @@ AVX2 static void im2col_avx2(const float *img, float *cols, int C, int H, int W,
             }
 }
 
-AVX2 static void col2im_avx2(const float *cols, float *img, int C, int H, int W,
+/* col2im into a zeroed, padded copy of the image (rows of `row_len` floats, wide enough that
+   no output row's 8-lane chunks reach the next row), then the image is cut out of it. Every
+   vector access is then a plain load / add / store that never overlaps the one before it
+   (in place, masked stores into the image's own rows made each row wait on the last). */
+static int padded_row_len(int W, int kw, int pw, int dw, int OW)
+{
+    int need = (kw - 1) * dw + (OW + 7) / 8 * 8, full = W + 2 * pw;
+    return ((need > full ? need : full) + 7) / 8 * 8;
+}
+
+AVX2 static void col2im_avx2(const float *cols, float *img, float *buf, int C, int H, int W,
                              int kh, int kw, int sh, int ph, int pw, int dh, int dw,
                              int OH, int OW)
 {
     long P = (long)OH * OW;
-    int chunks = (OW + 7) / 8;
-    __m256i masks[64];
+    int chunks = (OW + 7) / 8, Hp = H + 2 * ph, Wr = padded_row_len(W, kw, pw, dw, OW);
+    __m256i tail = run_mask(8 * (chunks - 1), 0, OW);     /* the last chunk's lanes inside the row */
+    memset(buf, 0, sizeof(float) * (size_t)C * Hp * Wr);
     for (int c = 0; c < C; c++)
         for (int i = 0; i < kh; i++)
             for (int j = 0; j < kw; j++) {
                 const float *row = cols + ((long)(c * kh + i) * kw + j) * P;
-                int off = j * dw - pw, lo, hi;
-                valid_run(off, W, OW, &lo, &hi);
-                if (lo >= hi) continue;
-                for (int q = 0; q < chunks; q++) masks[q] = run_mask(8 * q, lo, hi);
                 for (int oh = 0; oh < OH; oh++) {
-                    int h = oh * sh - ph + i * dh;
-                    if (h < 0 || h >= H) continue;
                     const float *src = row + (long)oh * OW;
-                    float *dst = img + ((long)c * H + h) * W + off;
-                    for (int q = 0; q < chunks; q++) {
-                        __m256 s = _mm256_maskload_ps(src + 8 * q, masks[q]);
-                        __m256 d = _mm256_maskload_ps(dst + 8 * q, masks[q]);
-                        _mm256_maskstore_ps(dst + 8 * q, masks[q], _mm256_add_ps(d, s));
-                    }
+                    float *dst = buf + ((long)c * Hp + oh * sh + i * dh) * Wr + j * dw;
+                    int q = 0;
+                    for (; q < chunks - 1; q++)
+                        _mm256_storeu_ps(dst + 8 * q, _mm256_add_ps(_mm256_loadu_ps(dst + 8 * q),
+                                                                     _mm256_loadu_ps(src + 8 * q)));
+                    _mm256_storeu_ps(dst + 8 * q, _mm256_add_ps(_mm256_loadu_ps(dst + 8 * q),
+                                                                _mm256_maskload_ps(src + 8 * q, tail)));
                 }
             }
+    for (int c = 0; c < C; c++)                           /* cut the image out of the padding */
+        for (int h = 0; h < H; h++) {
+            const float *src = buf + ((long)c * Hp + h + ph) * Wr + pw;
+            float *dst = img + ((long)c * H + h) * W;
+            for (int w = 0; w < W; w++) dst[w] += src[w];
+        }
 }
 
 static int use_avx2(void)
@@ -169,13 +182,24 @@ void minidl_im2col_f32(const float *img, float *cols, int C, int H, int W,
     im2col_plain(img, cols, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW);
 }
 
-void minidl_col2im_f32(const float *cols, float *img, int C, int H, int W,
+long minidl_col2im_scratch(int C, int H, int W, int kh, int kw, int sw, int ph, int pw, int dw,
+                           int OW)
+{
+#if HAVE_X86_SIMD
+    if (sw == 1 && use_avx2())
+        return (long)C * (H + 2 * ph) * padded_row_len(W, kw, pw, dw, OW);
+#endif
+    (void)C; (void)H; (void)W; (void)kh; (void)kw; (void)sw; (void)ph; (void)pw; (void)dw; (void)OW;
+    return 0;
+}
+
+void minidl_col2im_f32(const float *cols, float *img, float *scratch, int C, int H, int W,
                        int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                        int OH, int OW)
 {
 #if HAVE_X86_SIMD
-    if (sw == 1 && OW <= 512 && use_avx2()) {
-        col2im_avx2(cols, img, C, H, W, kh, kw, sh, ph, pw, dh, dw, OH, OW);
+    if (sw == 1 && use_avx2()) {
+        col2im_avx2(cols, img, scratch, C, H, W, kh, kw, sh, ph, pw, dh, dw, OH, OW);
         return;
     }
 #endif

@@ -10,8 +10,13 @@ void minidl_im2col_f32(const float *img, float *cols, int C, int H, int W,
                        int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                        int OH, int OW);
 
-/* img (C, H, W) += the adjoint of im2col applied to cols (entries on the padding are dropped) */
-void minidl_col2im_f32(const float *cols, float *img, int C, int H, int W,
+/* floats of scratch minidl_col2im_f32 needs for this geometry (0: it needs none) */
+long minidl_col2im_scratch(int C, int H, int W, int kh, int kw, int sw, int ph, int pw, int dw,
+                           int OW);
+
+/* img (C, H, W) += the adjoint of im2col applied to cols (entries on the padding are dropped);
+   scratch: minidl_col2im_scratch(...) floats, or NULL if that is 0 */
+void minidl_col2im_f32(const float *cols, float *img, float *scratch, int C, int H, int W,
                        int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                        int OH, int OW);
 
