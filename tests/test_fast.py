@@ -31,6 +31,10 @@ CONV_CASES = [
     ((3, 2, 4, 3), (1, 1), (1, 1), (0, 0), (1, 1)),    # 1x1 kernel
     ((2, 2, 3, 4), (5, 4), (2, 1), (1, 2), (1, 2)),    # kernel == padded input along H
     ((3, 5, 11, 10), (3, 2), (1, 2), (2, 1), (3, 2)),  # a different dilation and stride per axis
+    # stride 1 along the width (im2col.c's vector path), output rows longer than one 8-lane chunk:
+    ((2, 2, 5, 19), (3, 5), (2, 1), (1, 3), (1, 2)),    # 17 columns: two full chunks and a ragged one
+    ((1, 2, 4, 23), (1, 7), (1, 1), (0, 6), (1, 1)),    # 29 columns, runs clipped at both ends
+    ((2, 1, 3, 2), (1, 3), (1, 1), (0, 4), (1, 1)),     # padding wider than the image: empty runs
 ]
 CONV_IDS = [f"x{s}-k{k}-s{st}-p{p}-d{d}".replace(" ", "") for s, k, st, p, d in CONV_CASES]
 

@@ -750,6 +750,94 @@ def test_conv_lab_methods_give_the_numbers_of_backprop(rng, conv_path):
     assert_close(pairs[1][1], want_b, np.float32)
 
 
+def _lab_loop(layers_, grad, inputs_first=True):
+    """The FER lab's own backward loop: per layer, last to first, both lab methods."""
+    pairs = []
+    for layer in reversed(layers_):
+        if inputs_first:
+            grad_in = layer.backward_inputs(grad)
+            pairs[:0] = layer.backward_params(grad)
+        else:
+            pairs[:0] = layer.backward_params(grad)
+            grad_in = layer.backward_inputs(grad)
+        grad = grad_in
+    return grad, pairs
+
+
+@pytest.mark.parametrize("inputs_first", [True, False], ids=["inputs-then-params", "params-then-inputs"])
+@pytest.mark.parametrize("conv_path", CONV_PATHS, indirect=True)
+def test_the_lab_loop_costs_one_backprop_and_gives_its_numbers(rng, monkeypatch, conv_path, inputs_first):
+    """The lab's loop, in either order, gives the numbers of Sequential.backprop, and on the
+    fast path runs one conv_backward per convolution (the pass that gives both halves)."""
+    net = lab_net(rng=0)
+    x = rng.random((3, 1, 28, 28), dtype=np.float32)
+    g = rng.standard_normal(net.forward(x).shape).astype(np.float32)
+    want_x, want_pairs = net.backprop(g, need_input_grad=True)
+    calls = []
+    conv_backward = ops.fast.conv_backward
+    monkeypatch.setattr(ops.fast, "conv_backward", lambda *a: calls.append(a[-1]) or conv_backward(*a))
+    net.forward(x)
+    got_x, got_pairs = _lab_loop(net.layers, g, inputs_first)
+    assert calls == ([True, True] if conv_path == "fast" else [])
+    np.testing.assert_array_equal(got_x, want_x)
+    assert [p for p, _ in got_pairs] == [p for p, _ in want_pairs]
+    for (_, a), (_, b) in zip(got_pairs, want_pairs):
+        np.testing.assert_array_equal(a, b)
+
+
+class _CountingLayer(layers.Layer):
+    """y = 2x; counts its backprops (to see a container's two lab methods share one)."""
+
+    def __init__(self):
+        super().__init__("counting")
+        self.scale = np.ones(1)
+        self.backprops = 0
+
+    def forward(self, x):
+        self.x = x
+        return 2 * x
+
+    def backward_inputs(self, grad_out):
+        return 2 * self.scale * grad_out
+
+    def backward_params(self, grad_out):
+        return [(self.scale, np.array([2 * np.sum(grad_out * self.x)]))]
+
+    def backprop(self, grad_out, need_input_grad=True):
+        self.backprops += 1
+        return (self.backward_inputs(grad_out) if need_input_grad else None), self.backward_params(grad_out)
+
+
+@pytest.mark.parametrize("container", ["sequential", "residual"])
+def test_a_containers_two_lab_methods_share_one_backprop(rng, container):
+    inner = _CountingLayer()
+    net = (Sequential([inner, ReLU()]) if container == "sequential"
+           else Residual(Sequential([inner]), relu=True))
+    x = rng.standard_normal((2, 3, 4, 4))
+    g = rng.standard_normal(net.forward(x).shape)
+    want_x, want_pairs = net.backprop(g)
+    for first, second in (("backward_inputs", "backward_params"), ("backward_params", "backward_inputs")):
+        net.forward(x)
+        inner.backprops = 0
+        results = {first: getattr(net, first)(g), second: getattr(net, second)(g)}
+        assert inner.backprops == 1, (first, second)
+        np.testing.assert_array_equal(results["backward_inputs"], want_x)
+        np.testing.assert_array_equal(results["backward_params"][0][1], want_pairs[0][1])
+    # a different upstream gradient is computed afresh, and so is a half asked for twice
+    g2 = 3 * g
+    net.forward(x)
+    inner.backprops = 0
+    net.backward_inputs(g)
+    np.testing.assert_allclose(net.backward_params(g2)[0][1], 3 * want_pairs[0][1], rtol=1e-12)
+    np.testing.assert_allclose(net.backward_inputs(g2), 3 * want_x, rtol=1e-12)
+    np.testing.assert_allclose(net.backward_inputs(g2), 3 * want_x, rtol=1e-12)
+    assert inner.backprops == 3
+    # the next forward drops the kept half: the new input's gradients, not the old ones
+    net.backward_inputs(g)
+    net.forward(2 * x)
+    np.testing.assert_allclose(net.backward_params(g)[0][1], 2 * want_pairs[0][1], rtol=1e-12)
+
+
 @pytest.mark.parametrize("conv_path", CONV_PATHS, indirect=True)
 def test_sequential_backprop_does_each_convolution_once(rng, monkeypatch, conv_path):
     """Sequential.backward: one im2col per Conv (in forward), and on the fast path one

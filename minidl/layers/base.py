@@ -29,6 +29,8 @@ class Layer(abc.ABC):
     ``backprop(grad_out, need_input_grad=True) -> (grad_inputs or None, pairs)``
         Both at once; a layer overrides it when the two share work. Nets use
         it, and skip the input gradient of their first layer, which nobody needs.
+        Such a layer answers the two lab methods from one ``backprop`` too
+        (``_one_backprop``), so the lab's loop pays for no work twice.
 
     Backward methods read the cache of the last ``forward`` call; they never
     modify ``grad_out`` nor the cache, so calling them twice gives the same
@@ -37,6 +39,9 @@ class Layer(abc.ABC):
 
     #: names of the attributes ``forward`` caches for the backward methods
     cache_slots = ()
+
+    #: the half of one backprop kept for the second lab method (see ``_one_backprop``)
+    _kept_half = None
 
     def __init__(self, name=None):
         self.name = name or type(self).__name__
@@ -86,6 +91,29 @@ class Layer(abc.ABC):
 
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r})"
+
+    # ---------------------------------------- the two lab methods, one backprop
+    def _one_backprop(self, grad_out, half):
+        """``backward_inputs`` (half="inputs") or ``backward_params`` (half="params")
+        for a layer whose ``backprop`` computes both in one pass (Conv's fast path,
+        the containers), so that asking for both costs one backprop.
+
+        The lab's loop asks each layer for both halves with the same grad_out, one
+        after the other, in either order. The first call runs ``backprop`` and keeps
+        the other half; the second, given the same array object, takes it instead
+        of computing it again. Any other call, and the next ``forward``, drop it.
+        (So the kept half is the one computed from grad_out and the parameters as
+        they were at the first call.)
+        """
+        kept, self._kept_half = self._kept_half, None
+        if kept is not None and kept[0] is grad_out and kept[1] == half:
+            return kept[2]
+        grad_inputs, pairs = self.backprop(grad_out, need_input_grad=True)
+        if half == "inputs":
+            self._kept_half = (grad_out, "params", pairs)
+            return grad_inputs
+        self._kept_half = (grad_out, "inputs", grad_inputs)
+        return pairs
 
     # ---------------------------------------------------------------- checks
     def _describe(self):

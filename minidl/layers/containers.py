@@ -46,6 +46,7 @@ class Sequential(Layer):
                                 f"(forward, backward_inputs, backward_params)")
 
     def forward(self, x):
+        self._kept_half = None
         for layer in self.layers:
             x = layer.forward(x)
         return x
@@ -65,10 +66,10 @@ class Sequential(Layer):
         return self.backprop(grad_logits, need_input_grad=False)[1]
 
     def backward_inputs(self, grad_out):
-        return self.backprop(grad_out, need_input_grad=True)[0]
+        return self._one_backprop(grad_out, "inputs")     # both halves in one backprop
 
     def backward_params(self, grad_out):
-        return self.backprop(grad_out, need_input_grad=False)[1]
+        return self._one_backprop(grad_out, "params")
 
     # --------------------------------------------------------------- state
     def named_layers(self, prefix=""):
@@ -213,6 +214,7 @@ class Residual(Layer):
     def forward(self, x):
         """x (N, C, H, W) -> y (N, F, OH, OW)."""
         self._check_float(x)
+        self._kept_half = None
         body_out = self.body.forward(x)
         short_out = x if self.shortcut is None else self.shortcut.forward(x)
         if body_out.shape != short_out.shape:
@@ -244,11 +246,11 @@ class Residual(Layer):
 
     def backward_inputs(self, grad_out):
         """grad_out (N, F, OH, OW) -> dL/dx (N, C, H, W)."""
-        return self.backprop(grad_out, need_input_grad=True)[0]
+        return self._one_backprop(grad_out, "inputs")     # both halves in one backprop
 
     def backward_params(self, grad_out):
         """grad_out (N, F, OH, OW) -> [(param, grad), ...] in the order of ``params()``."""
-        return self.backprop(grad_out, need_input_grad=False)[1]
+        return self._one_backprop(grad_out, "params")
 
     def _named(self, method):
         out = []

@@ -92,6 +92,7 @@ class Conv(Layer):
                 f"(dilation {self.dilation}) does not fit an input of {h}x{w} padded by "
                 f"{self.padding}: the output would be {oh}x{ow}")
         self.x_shape = x.shape
+        self._kept_half = None
         if ops.fast.available(self.dtype):      # fast path: the same numbers, image by image
             self.path, self.x, self.x_cols = "fast", x, None
             return ops.fast.conv_forward(x, self.weights, self.bias, self.stride, self.padding,
@@ -113,8 +114,8 @@ class Conv(Layer):
 
     def backward_inputs(self, grad_out):
         """grad_out (N, F, OH, OW) -> dL/dx (N, C, H, W) = col2im(Wm^T dL/dY)."""
-        if self.path == "fast":
-            return self._backprop_fast(grad_out, True)[0]
+        if self.path == "fast":      # one pass gives both halves: the other is kept for the next call
+            return self._one_backprop(grad_out, "inputs")
         grad_y = self._grad_matrix(grad_out, "backward_inputs")     # dL/dY (F, M)
         grad_cols = self.weights.reshape(self.out_channels, -1).T @ grad_y   # dL/dX (K, M)
         return ops.col2im(grad_cols, self.x_shape, *self._im2col_args())
@@ -122,7 +123,7 @@ class Conv(Layer):
     def backward_params(self, grad_out):
         """grad_out (N, F, OH, OW) -> [(weights, dL/dY X^T), (bias, dL/dY summed over M)]."""
         if self.path == "fast":
-            return self._backprop_fast(grad_out, False)[1]
+            return self._one_backprop(grad_out, "params")
         grad_y = self._grad_matrix(grad_out, "backward_params")     # dL/dY (F, M)
         x_cols = self._cached("x_cols", "backward_params")          # X (K, M)
         pairs = [(self.weights, (grad_y @ x_cols.T).reshape(self.weights.shape))]

@@ -15,6 +15,7 @@ and unless the environment variable ``MINIDL_FAST=0`` (read at import) or
 Symbols as in ``minidl/ops/reference.py``; K = C*KH*KW, P = OH*OW.
 """
 import os
+import threading
 
 import numpy as np
 
@@ -100,22 +101,45 @@ def _geometry(x_shape, w_shape, stride, padding, dilation):
     return (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), f, c * kh * kw, oh * ow
 
 
+_scratch = threading.local()    # per Python thread: column blocks kept between calls
+
+
+def _column_blocks(k, p):
+    """(threads, (1+K)*P + slack) float32: one block per kernel thread, each a row of P ones
+    then room for the (K, P) columns. Kept between calls (per Python thread, the last few
+    geometries), so a training step allocates nothing here."""
+    blocks = getattr(_scratch, "blocks", None)
+    if blocks is None:
+        blocks = _scratch.blocks = {}
+    key = (_fast.max_threads(), k, p)
+    work = blocks.pop(key, None)
+    if work is None:
+        work = np.empty((key[0], (1 + k) * p + _fast.slack()), dtype=np.float32)
+        work[:, :p] = 1.0
+        if len(blocks) >= 8:
+            blocks.pop(next(iter(blocks)))      # the least recently used
+    blocks[key] = work
+    return work
+
+
 def conv_forward(x, weights, bias, stride, padding, dilation):
     """x (N, C, H, W), weights (F, C, KH, KW), bias (F,) or None -> y (N, F, OH, OW), float32.
 
     The numbers of Conv's plain path, ``weights.reshape(F, K) @ im2col(x) + bias``,
     computed one image at a time: each thread fills one image's (K, P) column
     block (it stays in cache), multiplies it and writes the (F, P) result straight
-    into the NCHW output; the batch's column matrix is never built. The caller
-    (``Conv.forward``) has checked the shapes.
+    into the NCHW output; the batch's column matrix is never built. The bias rides
+    in the product, ``[b | Wm] @ [1; X]``. The caller (``Conv.forward``) has
+    checked the shapes.
     """
     _require(x.dtype, "conv_forward")
     geometry, f, k, p = _geometry(x.shape, weights.shape, stride, padding, dilation)
     x = np.ascontiguousarray(x)
     y = np.empty((x.shape[0], f, geometry[-2], geometry[-1]), dtype=np.float32)
-    bias = np.zeros(f, np.float32) if bias is None else bias
-    work = np.empty((_fast.max_threads(), k, p), dtype=np.float32)   # one column block per thread
-    _fast.conv_forward_f32(x, weights.reshape(f, k), bias, y.reshape(x.shape[0], f, p), work, *geometry)
+    wb = np.empty((f, 1 + k), dtype=np.float32)                     # [b | Wm]
+    wb[:, 0] = 0.0 if bias is None else bias
+    wb[:, 1:] = weights.reshape(f, k)
+    _fast.conv_forward_f32(x, wb, y.reshape(x.shape[0], f, p), _column_blocks(k, p), *geometry)
     return y
 
 
@@ -126,20 +150,24 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
 
         dL/dW += G @ X^T      dL/db += G summed over P      dL/dx[n] = col2im(W^T @ G)
 
-    One pass over the images computes all three; ``need_input_grad=False`` skips
-    the last (the first layer of a network needs no input gradient).
+    One pass over the images computes all three (the first two as one product,
+    [1; X] @ G^T); ``need_input_grad=False`` skips the last (the first layer of a
+    network needs no input gradient).
     """
     _require(x.dtype, "conv_backward")
     geometry, f, k, p = _geometry(x.shape, weights.shape, stride, padding, dilation)
     x = np.ascontiguousarray(x)
     grad_out = np.ascontiguousarray(grad_out, dtype=np.float32)
     threads = _fast.max_threads()
-    work = np.empty((threads, k, p), dtype=np.float32)
-    work2 = np.empty((threads, k, p), dtype=np.float32) if need_input_grad else work
+    if need_input_grad:      # per thread: W^T G (K, P), then col2im's scratch
+        (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), c = geometry, x.shape[1]
+        extra = _fast.col2im_scratch(c, x.shape[2], x.shape[3], kh, kw, sw, ph, pw, dw, ow)
+        work2 = np.empty((threads, k * p + extra), dtype=np.float32)
+    else:
+        work2 = np.empty((1, 1), dtype=np.float32)
     grad_x = np.zeros(x.shape, dtype=np.float32) if need_input_grad else x[:1, :1, :1, :1].copy()
-    grad_wt = np.zeros((threads, k, f), dtype=np.float32)    # transposed, one per thread
-    grad_b = np.zeros((threads, f), dtype=np.float32)
+    grad_bwt = np.zeros((threads, 1 + k, f), dtype=np.float32)   # [db; dWm^T], one per thread
     _fast.conv_backward_f32(x, weights.reshape(f, k), grad_out.reshape(x.shape[0], f, p),
-                            grad_x, grad_wt, grad_b, work, work2, need_input_grad, *geometry)
-    grad_w = grad_wt.sum(axis=0).T.reshape(weights.shape)
-    return (grad_x if need_input_grad else None), grad_w, grad_b.sum(axis=0)
+                            grad_x, grad_bwt, _column_blocks(k, p), work2, need_input_grad, *geometry)
+    total = grad_bwt.sum(axis=0)
+    return (grad_x if need_input_grad else None), total[1:].T.reshape(weights.shape), total[0]

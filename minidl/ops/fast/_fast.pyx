@@ -12,7 +12,16 @@ from cython.parallel cimport prange, threadid
 cdef extern from "threads.h":
     int omp_get_max_threads() noexcept nogil
 
-from minidl.ops._im2col cimport col2im_image, im2col_image
+cdef extern from "im2col.h":
+    int MINIDL_IM2COL_SLACK
+    void minidl_im2col_f32(const float* img, float* cols, int C, int H, int W,
+                           int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                           int OH, int OW) noexcept nogil
+    long minidl_col2im_scratch(int C, int H, int W, int kh, int kw, int sw, int ph, int pw, int dw,
+                               int OW) noexcept nogil
+    void minidl_col2im_f32(const float* cols, float* img, float* scratch, int C, int H, int W,
+                           int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                           int OH, int OW) noexcept nogil
 
 cdef extern from "gemm.h":
     int minidl_sgemm_supported() noexcept nogil
@@ -51,73 +60,74 @@ def sgemm_into(const float[:, :] a, const float[:, :] b, float[:, ::1] c):
 # once (gemm.c on that thread) and writes the result straight into the NCHW
 # output. The (K, N*P) column matrix of the whole batch is never built, nor
 # transposed copies of it.
+def slack():
+    """Floats to leave after each column block in ``work`` (im2col.c's last store may spill)."""
+    return MINIDL_IM2COL_SLACK
+
+
+def col2im_scratch(int c, int h, int w, int kh, int kw, int sw, int ph, int pw, int dw, int out_w):
+    """Floats of scratch the vectorised col2im of one image needs (0 if it needs none)."""
+    return minidl_col2im_scratch(c, h, w, kh, kw, sw, ph, pw, dw, out_w)
+
+
 def max_threads():
     """Threads an OpenMP loop uses (omp_get_max_threads): the number of work blocks to allocate."""
     return omp_get_max_threads()
 
 
-def conv_forward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d, const float[::1] bias,
-                     float[:, :, ::1] y, float[:, :, ::1] work,
+def conv_forward_f32(const float[:, :, :, ::1] x, const float[:, ::1] wb,
+                     float[:, :, ::1] y, float[:, ::1] work,
                      int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                      int out_h, int out_w):
-    """y (N, F, P) = w2d (F, K) @ im2col(x[n]) + bias, image by image.
+    """y (N, F, P) = [b | W] (F, 1+K) @ [1; im2col(x[n])] (1+K, P), image by image.
 
-    work: (threads, K, P) scratch, one column block per thread.
+    The bias rides in the product: wb's first column is b, and each thread's block
+    in work (threads, (1+K)*P + slack()) starts with a row of P ones, written by
+    the caller; im2col fills the K rows after it.
     """
-    cdef Py_ssize_t n_img = x.shape[0], n, f, q
-    cdef int n_f = w2d.shape[0], k = w2d.shape[1], p = out_h * out_w, t
-    cdef float* cols
-    cdef float* out
-    cdef float b
+    cdef Py_ssize_t n_img = x.shape[0], n
+    cdef int n_f = wb.shape[0], k1 = wb.shape[1], p = out_h * out_w, t
+    cdef float* block
     for n in prange(n_img, nogil=True, schedule='static'):
         t = threadid()
-        cols = &work[t, 0, 0]
-        im2col_image(&x[n, 0, 0, 0], cols, 0, x.shape[1], x.shape[2], x.shape[3], p,
-                     kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
-        out = &y[n, 0, 0]
-        minidl_sgemm_serial(n_f, p, k, 1.0, &w2d[0, 0], k, 1, cols, p, 1, 0.0, out, p)
-        for f in range(n_f):
-            b = bias[f]
-            for q in range(p):
-                out[f * p + q] = out[f * p + q] + b
+        block = &work[t, 0]
+        minidl_im2col_f32(&x[n, 0, 0, 0], block + p, x.shape[1], x.shape[2], x.shape[3],
+                          kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+        minidl_sgemm_serial(n_f, p, k1, 1.0, &wb[0, 0], k1, 1, block, p, 1, 0.0, &y[n, 0, 0], p)
 
 
 def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
                       const float[:, :, ::1] grad_y, float[:, :, :, ::1] grad_x,
-                      float[:, :, ::1] grad_wt, float[:, ::1] grad_b,
-                      float[:, :, ::1] work, float[:, :, ::1] work2, bint need_input_grad,
+                      float[:, :, ::1] grad_bwt, float[:, ::1] work, float[:, ::1] work2,
+                      bint need_input_grad,
                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                       int out_h, int out_w):
-    """Per image n, with X = im2col(x[n]) (K, P) and G = grad_y[n] (F, P):
+    """Per image n, with X = [1; im2col(x[n])] (1+K, P) and G = grad_y[n] (F, P):
 
-        grad_wt[t] += X @ G^T   (K, F)   the weight gradient, transposed, summed per thread t
-        grad_b[t]  += G summed over P
-        grad_x[n]   = col2im(w2d^T @ G)  (if need_input_grad; grad_x zeroed by the caller)
+        grad_bwt[t] += X @ G^T   (1+K, F): row 0 the bias gradient (G summed over P),
+                                 rows 1.. the weight gradient, transposed; summed per thread t
+        grad_x[n]    = col2im(w2d^T @ G)  (if need_input_grad; grad_x zeroed by the caller)
 
-    grad_wt (threads, K, F) and grad_b (threads, F) start at zero; the caller sums over threads.
+    work as in conv_forward_f32 (its ones row written by the caller); work2 (threads,
+    K*P + col2im_scratch(...)) holds each thread's W^T G and col2im's scratch; grad_bwt
+    (threads, 1+K, F) starts at zero, and the caller sums it over threads.
     """
-    cdef Py_ssize_t n_img = x.shape[0], n, f, q
+    cdef Py_ssize_t n_img = x.shape[0], n
     cdef int n_f = w2d.shape[0], k = w2d.shape[1], p = out_h * out_w, t
-    cdef float* cols
+    cdef float* block
     cdef float* dcols
     cdef const float* g
-    cdef float acc
     for n in prange(n_img, nogil=True, schedule='static'):
         t = threadid()
-        cols = &work[t, 0, 0]
+        block = &work[t, 0]
         g = &grad_y[n, 0, 0]
-        im2col_image(&x[n, 0, 0, 0], cols, 0, x.shape[1], x.shape[2], x.shape[3], p,
-                     kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
-        # (K, P) @ (P, F): G^T read in place through its strides
-        minidl_sgemm_serial(k, n_f, p, 1.0, cols, p, 1, g, 1, p, 1.0, &grad_wt[t, 0, 0], n_f)
-        for f in range(n_f):
-            acc = 0
-            for q in range(p):
-                acc = acc + g[f * p + q]
-            grad_b[t, f] += acc
+        minidl_im2col_f32(&x[n, 0, 0, 0], block + p, x.shape[1], x.shape[2], x.shape[3],
+                          kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+        # (1+K, P) @ (P, F): G^T read in place through its strides
+        minidl_sgemm_serial(k + 1, n_f, p, 1.0, block, p, 1, g, 1, p, 1.0, &grad_bwt[t, 0, 0], n_f)
         if need_input_grad:
-            dcols = &work2[t, 0, 0]
+            dcols = &work2[t, 0]
             # (K, F) @ (F, P): w2d^T read in place through its strides
             minidl_sgemm_serial(k, p, n_f, 1.0, &w2d[0, 0], 1, k, g, p, 1, 0.0, dcols, p)
-            col2im_image(dcols, &grad_x[n, 0, 0, 0], 0, x.shape[1], x.shape[2], x.shape[3], p,
-                         kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+            minidl_col2im_f32(dcols, &grad_x[n, 0, 0, 0], dcols + k * p, x.shape[1], x.shape[2], x.shape[3],
+                              kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)

@@ -1,0 +1,23 @@
+/* im2col.h -- im2col / col2im of one float32 image (im2col.c). */
+#ifndef MINIDL_IM2COL_H
+#define MINIDL_IM2COL_H
+
+/* floats the caller leaves writable after a column block: the last row's 8-lane store may spill */
+#define MINIDL_IM2COL_SLACK 8
+
+/* cols (C*KH*KW, OH*OW) from img (C, H, W); every entry of cols is written */
+void minidl_im2col_f32(const float *img, float *cols, int C, int H, int W,
+                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                       int OH, int OW);
+
+/* floats of scratch minidl_col2im_f32 needs for this geometry (0: it needs none) */
+long minidl_col2im_scratch(int C, int H, int W, int kh, int kw, int sw, int ph, int pw, int dw,
+                           int OW);
+
+/* img (C, H, W) += the adjoint of im2col applied to cols (entries on the padding are dropped);
+   scratch: minidl_col2im_scratch(...) floats, or NULL if that is 0 */
+void minidl_col2im_f32(const float *cols, float *img, float *scratch, int C, int H, int W,
+                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                       int OH, int OW);
+
+#endif
