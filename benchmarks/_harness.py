@@ -400,7 +400,7 @@ class MinidlBench:
                 "backend": self.ops.BACKEND, "numpy": np.__version__, "blas": blas_name,
                 "blas_threads": blas_threads, "blas_core": core,
                 "omp_threads": openmp_threads() if self.ops.BACKEND == "compiled" else None,
-                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "fast": self.ops.fast.status(),
                 "openblas_coretype_env": os.environ.get("OPENBLAS_CORETYPE")}
 
     def _model(self, mode, batch):

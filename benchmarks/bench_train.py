@@ -144,7 +144,7 @@ def main(argv=None):
         # ------------------------------------------------------ GEMM ceiling
         size = 2048
         square = {fw: [] for fw in frameworks}
-        own = []   # minidl's ops.matmul on the square, when its AVX-512 kernels run
+        own = []   # minidl's ops.matmul on the square, when its gemm.c kernels run
         for i in range(args.gemm_rounds):
             for fw in frameworks:
                 g = workers[fw].call(cmd="gemm", sizes=[size], batches=[], seconds=args.gemm_seconds)
@@ -168,7 +168,7 @@ def main(argv=None):
         f" [OpenBLAS core {mi['blas_core']}, {mi['blas_threads']} threads]")
     if own:
         out(f"                        minidl ops.matmul {size}^3: {H.median(own):,.0f} GFLOP/s "
-            f"(gemm.c, AVX-512, {mi['omp_threads']} OpenMP threads; what minidl's layers run)")
+            f"(fast path {mi.get('fast')}, {mi['omp_threads']} OpenMP threads; what minidl's layers run)")
     if "torch" in square:
         tc = H.median(square["torch"])
         result["gemm"]["torch_mm_gflops_rounds"] = square["torch"]

@@ -1,8 +1,9 @@
 /*
- * gemm.c -- minidl's AVX-512 single-precision matrix product (Goto / BLIS structure).
+ * gemm.c -- minidl's single-precision matrix product (Goto / BLIS structure),
+ * with AVX-512 and AVX2+FMA micro-kernels.
  *
  * The fast path of minidl.ops.matmul for float32; np.matmul is its oracle and
- * the fallback (float64, CPUs without AVX-512, other compilers).
+ * the fallback (float64, CPUs with neither AVX-512 nor AVX2+FMA, other compilers).
  *
  *   C[M x N] = alpha * A[M x K] * B[K x N] + beta * C
  *
@@ -32,14 +33,24 @@
  *   - "direct B": B row-major and M <= MC  -> the kernel loads B rows directly;
  *   - "direct A": A row-major and N <= NR  -> the kernel broadcasts from A rows.
  *
- * Micro-kernels (AVX-512, 32 zmm registers):
- *   6 x 32 : 12 accumulators; per k: 2 B loads + 6 broadcasts for 12 FMAs.
- *  16 x 16 : 16 accumulators; per k: 1 B load + 16 broadcasts for 16 FMAs.
- *            Slower on big problems, but pads far less when N <= 16.
- * (An early, pack-everything version also tried 14x32, 12x32, 8x32, 8x48,
- *  6x64 and 4x64: none was better than 6x32 across these shapes; 8x32 tied on
- *  the square ones.  Two 512-bit FMA pipes x ~4 cycles latency need only ~8
- *  independent accumulators, and a small MR pads less for M = 16, 25, 32, 50.)
+ * Micro-kernels, one table per instruction set (ISA); each product picks the
+ * kernel of the ISA in use that wastes least on padding (choose_kernel):
+ *   AVX-512 (32 zmm registers):
+ *     6 x 32 : 12 accumulators; per k: 2 B loads + 6 broadcasts for 12 FMAs.
+ *    16 x 16 : 16 accumulators; per k: 1 B load + 16 broadcasts for 16 FMAs.
+ *              Slower on big problems, but pads far less when N <= 16.
+ *   (An early, pack-everything version also tried 14x32, 12x32, 8x32, 8x48,
+ *    6x64 and 4x64: none was better than 6x32 across these shapes; 8x32 tied on
+ *    the square ones.  Two 512-bit FMA pipes x ~4 cycles latency need only ~8
+ *    independent accumulators, and a small MR pads less for M = 16, 25, 32, 50.)
+ *   AVX2 + FMA (16 ymm registers; CPUs without AVX-512):
+ *     6 x 16 : 12 accumulators; per k: 2 B loads + 6 broadcasts for 12 FMAs.
+ *     4 x 24 : 12 accumulators; per k: 3 B loads + 4 broadcasts; no padding
+ *              for M = 16 or 32.
+ *     8 x  8 :  8 accumulators; per k: 1 B load + 8 broadcasts; for N <= 8.
+ * The packing routines exist once per ISA too (masks: __mmask16 / vectors);
+ * the blocking, threading and shortcuts below are shared.  The ISA in use is
+ * the best the CPU runs unless minidl_sgemm_use_isa() chose a lower one.
  *
  * Threading (OpenMP): C is cut into one rectangle per thread -- along N if the
  * NR panels split evenly, else along M -- and each thread runs the sequential
@@ -48,16 +59,16 @@
  *
  * Built into minidl.ops.fast._fast by setup.py (plain -O3, plus the OpenMP flag
  * when the compiler has OpenMP; without it threads.h makes T = 1 below and the
- * sequential path runs). No -march flag is needed: the AVX-512 functions carry
- * a target attribute, and minidl_sgemm_supported() checks the CPU at run time;
- * Python calls minidl_sgemm() only when it returns 1. Only gcc and clang on
- * x86-64 compile that code (the #if below; not on Windows): with MSVC, or on
- * ARM (aarch64, Apple silicon), only the portable loop and that check are
- * compiled, and the check returns 0.
+ * sequential path runs). No -march flag is needed: the AVX-512 and AVX2
+ * functions carry target attributes, and minidl_sgemm_cpu_isas() checks the
+ * CPU at run time; Python calls minidl_sgemm() only when an ISA is in use. Only
+ * gcc and clang on x86-64 compile that code (the #if below; not on Windows):
+ * with MSVC, or on ARM (aarch64, Apple silicon), only the portable loop and the
+ * ISA functions are compiled, and they report no ISA.
  */
 #include "gemm.h"
 
-/* Plain reference loop: CPUs without AVX-512, other compilers, or if a buffer
+/* Plain reference loop: CPUs without AVX2 / AVX-512, other compilers, or if a buffer
    allocation fails. (Python never calls minidl_sgemm then: it uses np.matmul.) */
 static void sgemm_ref(int M, int N, int K, float alpha, const float *A, long rsa, long csa,
                       const float *B, long rsb, long csb, float beta, float *C, long rsc)
