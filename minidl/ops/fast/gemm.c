@@ -47,7 +47,7 @@
  *     6 x 16 : 12 accumulators; per k: 2 B loads + 6 broadcasts for 12 FMAs.
  *     4 x 24 : 12 accumulators; per k: 3 B loads + 4 broadcasts; no padding
  *              for M = 16 or 32.
- *     8 x  8 :  8 accumulators; per k: 1 B load + 8 broadcasts; for N <= 8.
+ *   (8x8, 8 accumulators, was slower than both on every lab shape, M = 16 too.)
  * The packing routines exist once per ISA too (masks: __mmask16 / vectors);
  * the blocking, threading and shortcuts below are shared.  The ISA in use is
  * the best the CPU runs unless minidl_sgemm_use_isa() chose a lower one.
@@ -359,8 +359,8 @@ DEFINE_KERNELS(AVX512, kernel_16x16, kernel_body_512, 16, 16, 16)
 
 /* ==== AVX2 + FMA (16 ymm registers of 8 floats) ================================
  * The same packing layout and kernel contract as the AVX-512 code above, with
- * 8-lane vectors: masks are vectors (maskload / maskstore) instead of __mmask16,
- * and tiles are transposed 8x8.  With 16 registers a kernel holds at most ~13
+ * 8-lane vectors: ragged edges are read with maskload (a vector mask instead of
+ * a __mmask16) and written piecewise, and tiles are transposed 8x8.  With 16 registers a kernel holds at most ~13
  * accumulators (plus the B vectors and one broadcast).
  */
 #define AVX2 __attribute__((target("avx2,fma")))
@@ -378,6 +378,17 @@ AVX2 static ALWAYS_INLINE __m256i mask8_n(int n)
 AVX2 static ALWAYS_INLINE __m256 load8_n(const float *s, int n)
 {
     return n >= 8 ? _mm256_loadu_ps(s) : _mm256_maskload_ps(s, mask8_n(n));
+}
+
+/* Store the first n (0..8) lanes of v at d: full or 128/64/32-bit stores, no
+   maskstore (vmaskmovps stores are slow on AMD's AVX2 cores, Zen 1-3). */
+AVX2 static ALWAYS_INLINE void store8_n(float *d, __m256 v, int n)
+{
+    if (n >= 8) { _mm256_storeu_ps(d, v); return; }
+    __m128 x = _mm256_castps256_ps128(v);
+    if (n >= 4) { _mm_storeu_ps(d, x); x = _mm256_extractf128_ps(v, 1); d += 4; n -= 4; }
+    if (n >= 2) { _mm_storel_pi((__m64 *)d, x); x = _mm_movehl_ps(x, x); d += 2; n -= 2; }
+    if (n >= 1) _mm_store_ss(d, x);
 }
 
 /* In-register 8x8 transpose: afterwards r[j] lane i = old r[i] lane j. */
@@ -408,17 +419,13 @@ AVX2 static void pack_panel_256(int W, int np, int kc, const float *src, long sp
         for (int k = 0; k < kc; k++) {
             const float *s = src + k * sk;
             float *d = dst + (long)k * W;
-            for (int p = 0; p < W; p += 8) {
-                __m256 v = load8_n(s + p, np - p);
-                if (W - p >= 8) _mm256_storeu_ps(d + p, v);
-                else _mm256_maskstore_ps(d + p, mask8_n(W - p), v);
-            }
+            for (int p = 0; p < W; p += 8)
+                store8_n(d + p, load8_n(s + p, np - p), W - p);
         }
     } else if (sk == 1) {
         for (int p0 = 0; p0 < W; p0 += 8) {
             int rows = np - p0;
             int width = W - p0 < 8 ? W - p0 : 8;
-            __m256i store_mask = mask8_n(width);
             int k = 0;
             for (; k + 8 <= kc; k += 8) {
                 __m256 r[8];
@@ -427,7 +434,7 @@ AVX2 static void pack_panel_256(int W, int np, int kc, const float *src, long sp
                                     : _mm256_setzero_ps();
                 transpose8(r);
                 for (int i = 0; i < 8; i++)
-                    _mm256_maskstore_ps(dst + (long)(k + i) * W + p0, store_mask, r[i]);
+                    store8_n(dst + (long)(k + i) * W + p0, r[i], width);
             }
             for (; k < kc; k++)
                 for (int i = 0; i < width; i++)
@@ -518,10 +525,9 @@ kernel_body_256(const int MR, const int NV, int kc,
             if (n >= 8) {                       /* a whole vector: plain load / store */
                 if (beta != 0.0f) r = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8 * v), r);
                 _mm256_storeu_ps(c + 8 * v, r);
-            } else if (n > 0) {
-                __m256i m = mask8_n(n);
-                if (beta != 0.0f) r = _mm256_fmadd_ps(vb, _mm256_maskload_ps(c + 8 * v, m), r);
-                _mm256_maskstore_ps(c + 8 * v, m, r);
+            } else if (n > 0) {                /* the ragged last columns */
+                if (beta != 0.0f) r = _mm256_fmadd_ps(vb, load8_n(c + 8 * v, n), r);
+                store8_n(c + 8 * v, r, n);
             }
         }
     }
@@ -529,7 +535,6 @@ kernel_body_256(const int MR, const int NV, int kc,
 
 DEFINE_KERNELS(AVX2, kernel_avx2_6x16, kernel_body_256, 6, 16, 8)
 DEFINE_KERNELS(AVX2, kernel_avx2_4x24, kernel_body_256, 4, 24, 8)
-DEFINE_KERNELS(AVX2, kernel_avx2_8x8, kernel_body_256, 8, 8, 8)
 
 /* ==== the kernel tables, one per instruction set ================================ */
 typedef void (*pack_fn)(int W, int n, int kc, const float *src, long rs, long cs, float *dst);
@@ -549,7 +554,6 @@ static const kernel_t KERNELS_AVX512[] = {
 static const kernel_t KERNELS_AVX2[] = {
     { 6, 16, kernel_avx2_6x16, kernel_avx2_6x16_direct_a, pack_A_256, pack_B_256, 1.0  },
     { 4, 24, kernel_avx2_4x24, kernel_avx2_4x24_direct_a, pack_A_256, pack_B_256, 0.95 },
-    { 8,  8, kernel_avx2_8x8,  kernel_avx2_8x8_direct_a,  pack_A_256, pack_B_256, 0.85 },
 };
 
 /* Indexed by MINIDL_ISA_*: the kernels of each instruction set. */
