@@ -411,7 +411,11 @@ AVX2 static ALWAYS_INLINE void transpose8(__m256 r[8])
     }
 }
 
-/* pack_panel_512 with 8-lane vectors (same layout: dst[k*W + p] = src(p, k), 0 for p >= np). */
+/* pack_panel_512 with 8-lane vectors (same layout: dst[k*W + p] = src(p, k), 0 for p >= np).
+   An A panel is narrower than a vector (W = 4 or 6), and its rows k are W floats apart: a
+   full 8-lane store of row k writes 8 - W floats of row k+1 too, which the store of row k+1
+   then overwrites.  So every row but the last is one plain store (a piecewise store8_n, or
+   a vmaskmovps, cost ~10% on the lab's products), and nothing is written past the panel. */
 AVX2 static void pack_panel_256(int W, int np, int kc, const float *src, long sp, long sk,
                                 float *dst)
 {
@@ -419,8 +423,13 @@ AVX2 static void pack_panel_256(int W, int np, int kc, const float *src, long sp
         for (int k = 0; k < kc; k++) {
             const float *s = src + k * sk;
             float *d = dst + (long)k * W;
-            for (int p = 0; p < W; p += 8)
-                store8_n(d + p, load8_n(s + p, np - p), W - p);
+            for (int p = 0; p < W; p += 8) {
+                __m256 v = load8_n(s + p, np - p);
+                if (W - p >= 8 || (W < 8 && k + 1 < kc))
+                    _mm256_storeu_ps(d + p, v);     /* W < 8: the spill is row k+1's, stored next */
+                else
+                    store8_n(d + p, v, W - p);
+            }
         }
     } else if (sk == 1) {
         for (int p0 = 0; p0 < W; p0 += 8) {
@@ -433,8 +442,13 @@ AVX2 static void pack_panel_256(int W, int np, int kc, const float *src, long sp
                     r[i] = i < rows ? _mm256_loadu_ps(src + (p0 + i) * sp + k)
                                     : _mm256_setzero_ps();
                 transpose8(r);
-                for (int i = 0; i < 8; i++)
-                    store8_n(dst + (long)(k + i) * W + p0, r[i], width);
+                for (int i = 0; i < 8; i++) {
+                    float *d = dst + (long)(k + i) * W + p0;
+                    if (width == 8 || (W < 8 && i < 7))
+                        _mm256_storeu_ps(d, r[i]);  /* W < 8: the spill is row k+i+1's, stored next */
+                    else
+                        store8_n(d, r[i], width);
+                }
             }
             for (; k < kc; k++)
                 for (int i = 0; i < width; i++)
