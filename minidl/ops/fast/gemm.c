@@ -47,7 +47,8 @@
  *     6 x 16 : 12 accumulators; per k: 2 B loads + 6 broadcasts for 12 FMAs.
  *     4 x 24 : 12 accumulators; per k: 3 B loads + 4 broadcasts; no padding
  *              for M = 16 or 32.
- *   (8x8, 8 accumulators, was slower than both on every lab shape, M = 16 too.)
+ *   (8x8, 8 accumulators, was slower than both on every lab shape, M = 16 too;
+ *    3x32 needs 17 registers and spills: 30-50% slower.)
  * The packing routines exist once per ISA too (masks: __mmask16 / vectors);
  * the blocking, threading and shortcuts below are shared.  The ISA in use is
  * the best the CPU runs unless minidl_sgemm_use_isa() chose a lower one.
@@ -413,9 +414,9 @@ AVX2 static ALWAYS_INLINE void transpose8(__m256 r[8])
 
 /* pack_panel_512 with 8-lane vectors (same layout: dst[k*W + p] = src(p, k), 0 for p >= np).
    An A panel is narrower than a vector (W = 4 or 6), and its rows k are W floats apart: a
-   full 8-lane store of row k writes 8 - W floats of row k+1 too, which the store of row k+1
-   then overwrites.  So every row but the last is one plain store (a piecewise store8_n, or
-   a vmaskmovps, cost ~10% on the lab's products), and nothing is written past the panel. */
+   full 8-lane store of row k writes 8 - W <= W floats of row k+1 too, which the store of
+   row k+1 then overwrites.  So every row but the last is one plain store, and nothing is
+   written past the panel.  (W < 4 would spill past row k+1: piecewise stores then.) */
 AVX2 static void pack_panel_256(int W, int np, int kc, const float *src, long sp, long sk,
                                 float *dst)
 {
@@ -425,7 +426,7 @@ AVX2 static void pack_panel_256(int W, int np, int kc, const float *src, long sp
             float *d = dst + (long)k * W;
             for (int p = 0; p < W; p += 8) {
                 __m256 v = load8_n(s + p, np - p);
-                if (W - p >= 8 || (W < 8 && k + 1 < kc))
+                if (W - p >= 8 || (W < 8 && 2 * W >= 8 && k + 1 < kc))
                     _mm256_storeu_ps(d + p, v);     /* W < 8: the spill is row k+1's, stored next */
                 else
                     store8_n(d + p, v, W - p);
@@ -444,7 +445,7 @@ AVX2 static void pack_panel_256(int W, int np, int kc, const float *src, long sp
                 transpose8(r);
                 for (int i = 0; i < 8; i++) {
                     float *d = dst + (long)(k + i) * W + p0;
-                    if (width == 8 || (W < 8 && i < 7))
+                    if (width == 8 || (W < 8 && 2 * W >= 8 && i < 7))
                         _mm256_storeu_ps(d, r[i]);  /* W < 8: the spill is row k+i+1's, stored next */
                     else
                         store8_n(d, r[i], width);
