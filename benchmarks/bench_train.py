@@ -256,7 +256,7 @@ def main(argv=None):
         # ------------------------------------------------------ GEMM ceiling
         size = 2048
         square = {fw: [] for fw in frameworks}
-        own = []   # minidl's ops.matmul on the square, when its AVX-512 kernels run
+        own = []   # minidl's ops.matmul on the square, when its gemm.c kernels run
         for i in range(args.gemm_rounds):
             for fw in frameworks:
                 g = workers[fw].call(cmd="gemm", sizes=[size], batches=[], seconds=args.gemm_seconds)

@@ -3,8 +3,10 @@
 matmul against float64 products; conv_forward / conv_backward against the loop
 versions of minidl.ops.naive on awkward shapes (N, C, H, W all different,
 non-square kernels, stride, padding and dilation different per axis) and
-against Conv's plain im2col path in float64 on the lab network's shapes. Then
-the switches: when the path runs, MINIDL_FAST=0, the NumPy backend.
+against Conv's plain im2col path in float64 on the lab network's shapes. Each
+of these runs once per instruction set gemm.c can use on this CPU (the ``isa``
+fixture: AVX-512 and AVX2+FMA on a CPU with AVX-512). Then the switches: when
+the path runs, MINIDL_FAST=0, MINIDL_FAST_ISA, the NumPy backend.
 """
 import os
 import subprocess
@@ -19,6 +21,17 @@ from minidl.ops import fast, naive
 
 requires_fast = pytest.mark.skipif(
     not fast.available(np.float32), reason=f"the fast path does not run here: {fast.status()}")
+
+
+@pytest.fixture(params=fast.isas() or [None], ids=lambda name: name or "no-isa")
+def isa(request):
+    """Each instruction set gemm.c can use on this CPU in turn (fast.use_isa), restored afterwards."""
+    if request.param is None:
+        pytest.skip(f"gemm.c runs no instruction set here: {fast.status()}")
+    previous = fast.use_isa(request.param)
+    assert fast.ISA == request.param
+    yield request.param
+    fast.use_isa(previous)
 
 # (N, C, H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW)
 CONV_CASES = [
@@ -59,7 +72,7 @@ def _operand(rng, rows, cols, layout):
 @pytest.mark.parametrize("m", [1, 7, 16, 33])
 @pytest.mark.parametrize("n", [1, 13, 32, 100])
 @pytest.mark.parametrize("k", [1, 16, 33])
-def test_fast_matmul_matches_float64_products(rng, m, n, k):
+def test_fast_matmul_matches_float64_products(isa, rng, m, n, k):
     for la, lb in [("c", "c"), ("t", "c"), ("c", "t"), ("t", "t"), ("s", "s")]:
         a, b = _operand(rng, m, k, la), _operand(rng, k, n, lb)
         out = fast.matmul(a, b)
@@ -72,8 +85,12 @@ def test_fast_matmul_matches_float64_products(rng, m, n, k):
 @pytest.mark.parametrize("shape", [(32, 400, 9800), (400, 9800, 32), (25, 39200, 16), (50, 1568, 512),
                                    (300, 700, 1100)],
                          ids=["conv2-fwd", "conv2-dW", "conv1-dW-split-K", "fc-fwd", "blocked"])
-def test_fast_matmul_on_the_networks_shapes(rng, shape):
-    """Shapes of the lab network (threaded, K split across threads, several cache blocks)."""
+def test_fast_matmul_on_the_networks_shapes(isa, rng, shape):
+    """Shapes of the lab network (threaded, K split across threads, several cache blocks).
+
+    With two threads, both instruction sets' kernel tables split these along N
+    (conv2-fwd or conv2-dW, fc-fwd), along M (blocked) and along K (conv1-dW).
+    """
     m, k, n = shape
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((n, k)).astype(np.float32).T     # the weight-gradient layout
@@ -83,8 +100,25 @@ def test_fast_matmul_on_the_networks_shapes(rng, shape):
     assert np.all(np.abs(out - exact) <= _matmul_tolerance(a, b))
 
 
+AWKWARD = [1, 5, 7, 8, 15, 16, 17, 24, 25, 31, 33, 100, 257]
+
+
 @requires_fast
-def test_fast_matmul_reads_reversed_views_in_place(rng):
+@pytest.mark.parametrize("m", AWKWARD)
+def test_fast_matmul_on_awkward_shapes(isa, rng, m):
+    """Every micro-kernel's ragged edges and both in-place shortcuts (direct A: N <= NR;
+    direct B: row-major B), K past one KC = 256 block (257, 520), single-thread sizes."""
+    for n in AWKWARD:
+        for k in (1, 5, 16, 17, 33, 257, 520):
+            for la, lb in [("c", "c"), ("t", "t"), ("s", "c")]:
+                a, b = _operand(rng, m, k, la), _operand(rng, k, n, lb)
+                out = fast.matmul(a, b)
+                exact = a.astype(np.float64) @ b.astype(np.float64)
+                assert np.all(np.abs(out - exact) <= _matmul_tolerance(a, b)), (m, n, k, la, lb)
+
+
+@requires_fast
+def test_fast_matmul_reads_reversed_views_in_place(isa, rng):
     a = rng.standard_normal((40, 30)).astype(np.float32)[::-1, ::-1]
     b = rng.standard_normal((30, 50)).astype(np.float32)[::-1]
     exact = a.astype(np.float64) @ b.astype(np.float64)
@@ -106,7 +140,7 @@ def test_ops_matmul_hands_float32_to_the_fast_path(rng, monkeypatch):
 # ------------------------------------------------- convolution, image by image
 @requires_fast
 @pytest.mark.parametrize("shape,kernel,stride,padding,dilation", CONV_CASES, ids=CONV_IDS)
-def test_fast_conv_matches_the_naive_loops(rng, shape, kernel, stride, padding, dilation):
+def test_fast_conv_matches_the_naive_loops(isa, rng, shape, kernel, stride, padding, dilation):
     f = 3
     for with_bias in (True, False):
         x = rng.standard_normal(shape).astype(np.float32)
@@ -132,7 +166,7 @@ def test_fast_conv_matches_the_naive_loops(rng, shape, kernel, stride, padding, 
 @requires_fast
 @pytest.mark.parametrize("shape,weights", [((50, 1, 28, 28), (16, 1, 5, 5)), ((50, 16, 14, 14), (32, 16, 5, 5))],
                          ids=["conv1", "conv2"])
-def test_fast_conv_agrees_with_the_plain_path_on_the_lab_shapes(rng, shape, weights):
+def test_fast_conv_agrees_with_the_plain_path_on_the_lab_shapes(isa, rng, shape, weights):
     """Conv in float32 (fast path) against the same Conv in float64 (plain im2col path)."""
     conv32 = Conv(weights[1], weights[0], weights[2:], padding=2, dtype=np.float32, rng=0)
     conv64 = Conv(weights[1], weights[0], weights[2:], padding=2, dtype=np.float64, rng=0)
@@ -161,7 +195,8 @@ def test_the_switch_and_the_numpy_backend_turn_it_off(monkeypatch):
     monkeypatch.setattr(fast, "ENABLED", True)
     ops.use_backend("numpy")                          # the conftest fixture restores the backend
     assert not fast.available(np.float32)
-    assert fast.status() in ("off (the NumPy backend is selected)", "off (this CPU has no AVX-512)") \
+    assert fast.status() in ("off (the NumPy backend is selected)",
+                             "off (this CPU has neither AVX2+FMA nor AVX-512)") \
         or fast.status().startswith("off (not built")
     with pytest.raises(RuntimeError, match=r"fast\.conv_forward: the fast path does not run for float32"):
         fast.conv_forward(np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 3, 3), np.float32),
@@ -182,7 +217,8 @@ def test_conv_takes_the_path_the_switch_says(rng, monkeypatch):
 
 
 def _run(code, **env):
-    environ = {k: v for k, v in os.environ.items() if k not in ("MINIDL_FAST", "MINIDL_BACKEND")}
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("MINIDL_FAST", "MINIDL_FAST_ISA", "MINIDL_BACKEND")}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=dict(environ, **env), cwd=os.path.dirname(os.path.dirname(__file__)))
 
@@ -196,3 +232,44 @@ def test_minidl_fast_0_forces_the_plain_path():
     assert done.stdout.startswith("False plain off (")
     done = _run(code, MINIDL_FAST="yes")
     assert done.returncode != 0 and "MINIDL_FAST='yes': expected 0" in done.stderr
+
+
+@requires_fast
+def test_use_isa_switches_and_returns_the_previous_one():
+    best = fast.isas()[0]
+    assert fast.ISA == best or os.environ.get("MINIDL_FAST_ISA")
+    previous = fast.use_isa("auto")
+    try:
+        assert fast.ISA == best and fast.status() == f"on for float32 (gemm.c, {fast._ISAS[best][1]})"
+        for name in fast.isas()[::-1] + fast.isas():
+            before = fast.ISA
+            assert fast.use_isa(f" {name.upper()} ") == before
+            assert fast.ISA == name and fast._fast.isa() == fast._ISAS[name][0]     # gemm.c's own
+        with pytest.raises(ValueError, match="instruction set 'sse4': expected 'auto', 'avx512' or 'avx2'"):
+            fast.use_isa("sse4")
+        for name in set(fast._ISAS) - set(fast.isas()):     # only on a CPU without AVX-512
+            with pytest.raises(ValueError, match=f"instruction set '{name}': this CPU runs"):
+                fast.use_isa(name)
+    finally:
+        fast.use_isa(previous)
+
+
+@pytest.mark.skipif("avx2" not in fast.isas(), reason=f"this CPU has no AVX2+FMA ({fast.status()})")
+def test_minidl_fast_isa_avx2_runs_the_avx2_kernels():
+    code = ("import numpy as np, minidl.ops as o; a = np.ones((20, 30), np.float32)\n"
+            "print(o.fast.ISA, o.fast._fast.isa(), int((o.fast.matmul(a, a.T) == 30).all()), o.fast.status())")
+    done = _run(code, MINIDL_FAST_ISA="avx2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "avx2 1 1 on for float32 (gemm.c, AVX2+FMA)"
+    done = _run(code, MINIDL_FAST_ISA="avx2", MINIDL_FAST="0")
+    assert done.returncode == 0 and done.stdout.startswith("avx2 1 1 off (MINIDL_FAST=0"), done.stderr
+
+
+def test_minidl_fast_isa_rejects_what_it_cannot_run():
+    done = _run("import minidl", MINIDL_FAST_ISA="avx1024")
+    assert done.returncode != 0
+    assert "MINIDL_FAST_ISA='avx1024': expected 'avx512', 'avx2' or 'auto' (the default)" in done.stderr
+    missing = [name for name in ("avx512", "avx2") if name not in fast.isas()]
+    if fast._fast is not None and missing:              # e.g. avx512 on a laptop
+        done = _run("import minidl", MINIDL_FAST_ISA=missing[0])
+        assert done.returncode != 0 and f"MINIDL_FAST_ISA='{missing[0]}': instruction set" in done.stderr

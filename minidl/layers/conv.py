@@ -28,7 +28,7 @@ class Conv(Layer):
         dL/dX  = Wm^T dL/dY,     dL/dx = col2im(dL/dX)   (overlapping fields summed)
 
     That is the plain path below. The fast path (``minidl.ops.fast``: float32,
-    compiled, AVX-512) computes the same numbers one image at a time; it caches
+    compiled, AVX-512 or AVX2) computes the same numbers one image at a time; it caches
     x instead of X.
 
     Parameters: ``weights`` (F, C, KH, KW), He-initialised; ``bias`` (F,), zeros.

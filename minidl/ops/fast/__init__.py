@@ -1,7 +1,7 @@
 """The fast float32 path: minidl's own matrix product and the image-by-image convolution.
 
 Nothing here is needed to understand minidl; it makes the float32 training step
-faster on CPUs with AVX-512 and computes the same numbers as the plain path
+faster on x86-64 CPUs with AVX2+FMA or AVX-512 and computes the same numbers as the plain path
 (see ``README.md`` beside this file). The one dispatch:
 
     available(dtype)             True if the functions below run for this dtype
@@ -9,9 +9,12 @@ faster on CPUs with AVX-512 and computes the same numbers as the plain path
     conv_forward(x, w, b, ...)   Conv's forward, image by image
     conv_backward(x, w, g, ...)  Conv's gradients, image by image
 
-They run only for float32, with the compiled backend, on a CPU with AVX-512,
-and unless the environment variable ``MINIDL_FAST=0`` (read at import) or
-``minidl.ops.fast.ENABLED = False`` (at run time) asks for the plain path.
+They run only for float32, with the compiled backend, on a CPU with AVX2+FMA
+or AVX-512, and unless the environment variable ``MINIDL_FAST=0`` (read at
+import) or ``minidl.ops.fast.ENABLED = False`` (at run time) asks for the plain
+path. gemm.c uses the best instruction set the CPU has (``ISA``, from
+``isas()``); ``MINIDL_FAST_ISA=avx2`` (read at import) or ``use_isa("avx2")``
+picks a lower one, e.g. to see how a laptop without AVX-512 fares.
 Symbols as in ``minidl/ops/reference.py``; K = C*KH*KW, P = OH*OW.
 """
 import os
@@ -34,8 +37,56 @@ try:
 except ImportError as exc:       # minidl.ops warns once that the compiled kernels are missing
     _fast, IMPORT_ERROR = None, exc
 
-#: does this CPU run the AVX-512 kernels (gemm.c's own check)
-CPU_SUPPORTED = _fast is not None and bool(_fast.sgemm_supported())
+# gemm.c's instruction sets, best first: name -> (gemm.h's MINIDL_ISA_* code, label)
+_ISAS = {"avx512": (2, "AVX-512"), "avx2": (1, "AVX2+FMA")}
+
+
+def isas():
+    """The instruction sets gemm.c can use on this CPU, best first: ["avx512", "avx2"], ["avx2"] or []."""
+    mask = _fast.cpu_isas() if _fast is not None else 0
+    return [name for name, (code, _) in _ISAS.items() if mask >> code & 1]
+
+
+#: does this CPU run gemm.c's kernels (AVX2+FMA or AVX-512; gemm.c's own check)
+CPU_SUPPORTED = bool(isas())
+
+#: the instruction set gemm.c uses ("avx512", "avx2"; None if none); change it with use_isa
+ISA = None
+
+
+def use_isa(name):
+    """Make gemm.c use ``name``: "avx512", "avx2", or "auto" (or None): the best of ``isas()``.
+
+    Returns the previous ``ISA``, so ``use_isa(use_isa("avx2"))`` restores it. Raises
+    ValueError for other names and for an instruction set this CPU does not run.
+    Call it between products, not while another thread runs one.
+    """
+    global ISA
+    wanted = "auto" if name is None else str(name).strip().lower() or "auto"
+    if wanted not in ("auto", *_ISAS):
+        raise ValueError(f"instruction set {name!r}: expected 'auto', 'avx512' or 'avx2'")
+    have = isas()
+    if wanted == "auto":
+        if not have:
+            return ISA
+        wanted = have[0]
+    elif wanted not in have:
+        why = "the compiled module is not built" if _fast is None else f"this CPU runs {have or 'neither'}"
+        raise ValueError(f"instruction set {name!r}: {why}")
+    previous, ISA = ISA, wanted
+    _fast.use_isa(_ISAS[wanted][0])
+    return previous
+
+
+# MINIDL_FAST_ISA: a name use_isa takes, checked against the CPU when the module is built
+_isa_setting = os.environ.get("MINIDL_FAST_ISA", "auto")
+if _isa_setting.strip().lower() not in ("", "auto", *_ISAS):
+    raise ValueError(f"MINIDL_FAST_ISA={_isa_setting!r}: expected 'avx512', 'avx2' or 'auto' (the default)")
+if _fast is not None:
+    try:
+        use_isa(_isa_setting)
+    except ValueError as exc:
+        raise ValueError(f"MINIDL_FAST_ISA={_isa_setting!r}: {exc}") from None
 
 # False while minidl.ops runs its NumPy backend (set by ops.use_backend): no compiled code then
 _backend_allows = True
@@ -51,12 +102,12 @@ def status():
     if IMPORT_ERROR is not None:
         return f"off (not built: {IMPORT_ERROR})"
     if not CPU_SUPPORTED:
-        return "off (this CPU has no AVX-512)"
+        return "off (this CPU has neither AVX2+FMA nor AVX-512)"
     if not _backend_allows:
         return "off (the NumPy backend is selected)"
     if not ENABLED:
         return "off (MINIDL_FAST=0 or fast.ENABLED = False)"
-    return "on for float32 (gemm.c, AVX-512)"
+    return f"on for float32 (gemm.c, {_ISAS[ISA][1]})"
 
 
 def _require(dtype, who):
@@ -72,7 +123,7 @@ _INT_MAX = 2**31 - 1
 def matmul(a, b, out=None):
     """a (M, K) @ b (K, N) -> (M, N), the numbers of ``np.matmul(a, b, out=out)`` to rounding.
 
-    float32 2-d operands run gemm.c (Goto/BLIS blocking, AVX-512, OpenMP); transposed
+    float32 2-d operands run gemm.c (Goto/BLIS blocking, AVX-512 or AVX2, OpenMP); transposed
     and strided views are read in place, never copied. Everything gemm.c does not
     take (other dtypes, K = 0, huge sizes, an ``out`` that overlaps an input or is not
     C-contiguous, the fast path switched off) goes to ``np.matmul``, which also

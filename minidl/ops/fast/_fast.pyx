@@ -24,7 +24,9 @@ cdef extern from "im2col.h":
                            int OH, int OW) noexcept nogil
 
 cdef extern from "gemm.h":
-    int minidl_sgemm_supported() noexcept nogil
+    int minidl_sgemm_cpu_isas() noexcept nogil
+    int minidl_sgemm_isa() noexcept nogil
+    int minidl_sgemm_use_isa(int isa) noexcept nogil
     void minidl_sgemm(int M, int N, int K, float alpha,
                       const float* A, long rsa, long csa,
                       const float* B, long rsb, long csb,
@@ -36,9 +38,19 @@ cdef extern from "gemm.h":
 
 
 # --------------------------------------------------------------- matrix product
-def sgemm_supported():
-    """True if this CPU runs gemm.c's AVX-512 kernels."""
-    return minidl_sgemm_supported() == 1
+def cpu_isas():
+    """Bit (1 << i) set for each of gemm.h's MINIDL_ISA_* (1 AVX2+FMA, 2 AVX-512) this CPU runs."""
+    return minidl_sgemm_cpu_isas()
+
+
+def use_isa(int isa):
+    """Make gemm.c use MINIDL_ISA_* ``isa``; returns the previous one, -1 if this CPU lacks it."""
+    return minidl_sgemm_use_isa(isa)
+
+
+def isa():
+    """The MINIDL_ISA_* gemm.c uses (0: none, the caller uses numpy's product)."""
+    return minidl_sgemm_isa()
 
 
 def sgemm_into(const float[:, :] a, const float[:, :] b, float[:, ::1] c):

@@ -1,8 +1,9 @@
 /*
- * gemm.c -- minidl's AVX-512 single-precision matrix product (Goto / BLIS structure).
+ * gemm.c -- minidl's single-precision matrix product (Goto / BLIS structure),
+ * with AVX-512 and AVX2+FMA micro-kernels.
  *
  * The fast path of minidl.ops.matmul for float32; np.matmul is its oracle and
- * the fallback (float64, CPUs without AVX-512, other compilers).
+ * the fallback (float64, CPUs with neither AVX-512 nor AVX2+FMA, other compilers).
  *
  *   C[M x N] = alpha * A[M x K] * B[K x N] + beta * C
  *
@@ -32,14 +33,25 @@
  *   - "direct B": B row-major and M <= MC  -> the kernel loads B rows directly;
  *   - "direct A": A row-major and N <= NR  -> the kernel broadcasts from A rows.
  *
- * Micro-kernels (AVX-512, 32 zmm registers):
- *   6 x 32 : 12 accumulators; per k: 2 B loads + 6 broadcasts for 12 FMAs.
- *  16 x 16 : 16 accumulators; per k: 1 B load + 16 broadcasts for 16 FMAs.
- *            Slower on big problems, but pads far less when N <= 16.
- * (An early, pack-everything version also tried 14x32, 12x32, 8x32, 8x48,
- *  6x64 and 4x64: none was better than 6x32 across these shapes; 8x32 tied on
- *  the square ones.  Two 512-bit FMA pipes x ~4 cycles latency need only ~8
- *  independent accumulators, and a small MR pads less for M = 16, 25, 32, 50.)
+ * Micro-kernels, one table per instruction set (ISA); each product picks the
+ * kernel of the ISA in use that wastes least on padding (choose_kernel):
+ *   AVX-512 (32 zmm registers):
+ *     6 x 32 : 12 accumulators; per k: 2 B loads + 6 broadcasts for 12 FMAs.
+ *    16 x 16 : 16 accumulators; per k: 1 B load + 16 broadcasts for 16 FMAs.
+ *              Slower on big problems, but pads far less when N <= 16.
+ *   (An early, pack-everything version also tried 14x32, 12x32, 8x32, 8x48,
+ *    6x64 and 4x64: none was better than 6x32 across these shapes; 8x32 tied on
+ *    the square ones.  Two 512-bit FMA pipes x ~4 cycles latency need only ~8
+ *    independent accumulators, and a small MR pads less for M = 16, 25, 32, 50.)
+ *   AVX2 + FMA (16 ymm registers; CPUs without AVX-512):
+ *     6 x 16 : 12 accumulators; per k: 2 B loads + 6 broadcasts for 12 FMAs.
+ *     4 x 24 : 12 accumulators; per k: 3 B loads + 4 broadcasts; no padding
+ *              for M = 16 or 32.
+ *   (8x8, 8 accumulators, was slower than both on every lab shape, M = 16 too;
+ *    3x32 needs 17 registers and spills: 30-50% slower.)
+ * The packing routines exist once per ISA too (masks: __mmask16 / vectors);
+ * the blocking, threading and shortcuts below are shared.  The ISA in use is
+ * the best the CPU runs unless minidl_sgemm_use_isa() chose a lower one.
  *
  * Threading (OpenMP): C is cut into one rectangle per thread -- along N if the
  * NR panels split evenly, else along M -- and each thread runs the sequential
@@ -48,16 +60,16 @@
  *
  * Built into minidl.ops.fast._fast by setup.py (plain -O3, plus the OpenMP flag
  * when the compiler has OpenMP; without it threads.h makes T = 1 below and the
- * sequential path runs). No -march flag is needed: the AVX-512 functions carry
- * a target attribute, and minidl_sgemm_supported() checks the CPU at run time;
- * Python calls minidl_sgemm() only when it returns 1. Only gcc and clang on
- * x86-64 compile that code (the #if below; not on Windows): with MSVC, or on
- * ARM (aarch64, Apple silicon), only the portable loop and that check are
- * compiled, and the check returns 0.
+ * sequential path runs). No -march flag is needed: the AVX-512 and AVX2
+ * functions carry target attributes, and minidl_sgemm_cpu_isas() checks the
+ * CPU at run time; Python calls minidl_sgemm() only when an ISA is in use. Only
+ * gcc and clang on x86-64 compile that code (the #if below; not on Windows):
+ * with MSVC, or on ARM (aarch64, Apple silicon), only the portable loop and the
+ * ISA functions are compiled, and they report no ISA.
  */
 #include "gemm.h"
 
-/* Plain reference loop: CPUs without AVX-512, other compilers, or if a buffer
+/* Plain reference loop: CPUs without AVX2 / AVX-512, other compilers, or if a buffer
    allocation fails. (Python never calls minidl_sgemm then: it uses np.matmul.) */
 static void sgemm_ref(int M, int N, int K, float alpha, const float *A, long rsa, long csa,
                       const float *B, long rsb, long csb, float beta, float *C, long rsc)
@@ -187,7 +199,7 @@ AVX512 static ALWAYS_INLINE void transpose16(__m512 r[16])
  *     dst[k*W + p] = src(p, k)   for p < np,      0 for np <= p < W.
  * Source element (p, k) is src[p*sp + k*sk]  (p = row of A / column of B).
  */
-AVX512 static void pack_panel(int W, int np, int kc, const float *src, long sp, long sk,
+AVX512 static void pack_panel_512(int W, int np, int kc, const float *src, long sp, long sk,
                               float *dst)
 {
     if (sp == 1) {
@@ -227,16 +239,16 @@ AVX512 static void pack_panel(int W, int np, int kc, const float *src, long sp, 
 }
 
 /* Pack an mc x kc block of A as ceil(mc/MR) micro-panels of MR x kc. */
-AVX512 static void pack_A(int MR, int mc, int kc, const float *A, long rsa, long csa, float *Ap)
+AVX512 static void pack_A_512(int MR, int mc, int kc, const float *A, long rsa, long csa, float *Ap)
 {
     for (int i = 0; i < mc; i += MR) {
         int mr = mc - i < MR ? mc - i : MR;
-        pack_panel(MR, mr, kc, A + i * rsa, rsa, csa, Ap + (long)i * kc);
+        pack_panel_512(MR, mr, kc, A + i * rsa, rsa, csa, Ap + (long)i * kc);
     }
 }
 
 /* Pack a kc x nc block of B as ceil(nc/NR) micro-panels of kc x NR. */
-AVX512 static void pack_B(int NR, int kc, int nc, const float *B, long rsb, long csb, float *Bp)
+AVX512 static void pack_B_512(int NR, int kc, int nc, const float *B, long rsb, long csb, float *Bp)
 {
     if (csb == 1) {
         /* Row-major B.  Panel by panel would read 128-byte pieces of kc different
@@ -260,7 +272,7 @@ AVX512 static void pack_B(int NR, int kc, int nc, const float *B, long rsb, long
     }
     for (int j = 0; j < nc; j += NR) {
         int nr = nc - j < NR ? nc - j : NR;
-        pack_panel(NR, nr, kc, B + j * csb, csb, rsb, Bp + (long)j * kc);
+        pack_panel_512(NR, nr, kc, B + j * csb, csb, rsb, Bp + (long)j * kc);
     }
 }
 
@@ -274,7 +286,7 @@ AVX512 static void pack_B(int NR, int kc, int nc, const float *B, long rsb, long
  * Rows i >= mr and columns >= nr are computed on padding and not stored.
  */
 AVX512 static ALWAYS_INLINE void
-kernel_body(const int MR, const int NV, int kc,
+kernel_body_512(const int MR, const int NV, int kc,
             const float *restrict Ap, long lda, long astep, const float *restrict Bp, long ldb,
             float *C, long rsc, int mr, int nr, float alpha, float beta)
 {
@@ -330,41 +342,297 @@ kernel_body(const int MR, const int NV, int kc,
 typedef void (*kernel_fn)(int kc, const float *Ap, long lda, const float *Bp, long ldb,
                           float *C, long rsc, int mr, int nr, float alpha, float beta);
 
-#define DEFINE_KERNELS(MR, NR)                                                              \
-    AVX512 static void kernel_##MR##x##NR(int kc, const float *Ap, long lda,                \
-            const float *Bp, long ldb, float *C, long rsc, int mr, int nr, float alpha,     \
-            float beta)                                                                     \
-    {                                                                                       \
-        (void)lda;                                                                          \
-        kernel_body(MR, NR / 16, kc, Ap, 1, MR, Bp, ldb, C, rsc, mr, nr, alpha, beta);      \
-    }                                                                                       \
-    AVX512 static void kernel_##MR##x##NR##_direct_a(int kc, const float *Ap, long lda,     \
-            const float *Bp, long ldb, float *C, long rsc, int mr, int nr, float alpha,     \
-            float beta)                                                                     \
-    {                                                                                       \
-        kernel_body(MR, NR / 16, kc, Ap, lda, 1, Bp, ldb, C, rsc, mr, nr, alpha, beta);     \
+#define DEFINE_KERNELS(ATTR, NAME, BODY, MR, NR, LANES)                                      \
+    ATTR static void NAME(int kc, const float *Ap, long lda, const float *Bp, long ldb,       \
+                          float *C, long rsc, int mr, int nr, float alpha, float beta)        \
+    {                                                                                         \
+        (void)lda;                                                                            \
+        BODY(MR, NR / LANES, kc, Ap, 1, MR, Bp, ldb, C, rsc, mr, nr, alpha, beta);            \
+    }                                                                                         \
+    ATTR static void NAME##_direct_a(int kc, const float *Ap, long lda, const float *Bp,      \
+                                     long ldb, float *C, long rsc, int mr, int nr,            \
+                                     float alpha, float beta)                                 \
+    {                                                                                         \
+        BODY(MR, NR / LANES, kc, Ap, lda, 1, Bp, ldb, C, rsc, mr, nr, alpha, beta);           \
     }
-DEFINE_KERNELS(6, 32)
-DEFINE_KERNELS(16, 16)
+DEFINE_KERNELS(AVX512, kernel_6x32, kernel_body_512, 6, 32, 16)
+DEFINE_KERNELS(AVX512, kernel_16x16, kernel_body_512, 16, 16, 16)
+
+/* ==== AVX2 + FMA (16 ymm registers of 8 floats) ================================
+ * The same packing layout and kernel contract as the AVX-512 code above, with
+ * 8-lane vectors: ragged edges are read with maskload (a vector mask instead of
+ * a __mmask16) and written piecewise, and tiles are transposed 8x8.  With 16
+ * registers a kernel holds at most ~13 accumulators (plus the B vectors and one
+ * broadcast).
+ */
+#define AVX2 __attribute__((target("avx2,fma")))
+
+static const int32_t MASK8_TABLE[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* Mask selecting the first n of 8 lanes (n may be <= 0 or >= 8). */
+AVX2 static ALWAYS_INLINE __m256i mask8_n(int n)
+{
+    n = n < 0 ? 0 : n > 8 ? 8 : n;
+    return _mm256_loadu_si256((const __m256i *)(MASK8_TABLE + 8 - n));
+}
+
+/* The first n (<= 8) floats at s, zeros after; reads nothing past s[n-1]. */
+AVX2 static ALWAYS_INLINE __m256 load8_n(const float *s, int n)
+{
+    return n >= 8 ? _mm256_loadu_ps(s) : _mm256_maskload_ps(s, mask8_n(n));
+}
+
+/* Store the first n (0..8) lanes of v at d: full or 128/64/32-bit stores, no
+   vmaskmovps (its stores are microcoded and slow on AMD's AVX2 cores, Zen 1-3, by
+   Agner Fog's tables; on this Intel machine the two measured the same). */
+AVX2 static ALWAYS_INLINE void store8_n(float *d, __m256 v, int n)
+{
+    if (n >= 8) { _mm256_storeu_ps(d, v); return; }
+    __m128 x = _mm256_castps256_ps128(v);
+    if (n >= 4) { _mm_storeu_ps(d, x); x = _mm256_extractf128_ps(v, 1); d += 4; n -= 4; }
+    if (n >= 2) { _mm_storel_pi((__m64 *)d, x); x = _mm_movehl_ps(x, x); d += 2; n -= 2; }
+    if (n >= 1) _mm_store_ss(d, x);
+}
+
+/* In-register 8x8 transpose: afterwards r[j] lane i = old r[i] lane j. */
+AVX2 static ALWAYS_INLINE void transpose8(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {            /* t[i]: rows i, i+1 interleaved */
+        t[i]     = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {            /* u[i+c]: rows i..i+3 of columns c | c+4 */
+        u[i]     = _mm256_shuffle_ps(t[i],     t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 1] = _mm256_shuffle_ps(t[i],     t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int c = 0; c < 4; c++) {               /* join the row halves of each column */
+        r[c]     = _mm256_permute2f128_ps(u[c], u[c + 4], 0x20);
+        r[c + 4] = _mm256_permute2f128_ps(u[c], u[c + 4], 0x31);
+    }
+}
+
+/* pack_panel_512 with 8-lane vectors (same layout: dst[k*W + p] = src(p, k), 0 for p >= np).
+   An A panel is narrower than a vector (W = 4 or 6), and its rows k are W floats apart: a
+   full 8-lane store of row k writes 8 - W <= W floats of row k+1 too, which the store of
+   row k+1 then overwrites.  So every row but the last is one plain store, and nothing is
+   written past the panel.  (W < 4 would spill past row k+1: piecewise stores then.) */
+AVX2 static void pack_panel_256(int W, int np, int kc, const float *src, long sp, long sk,
+                                float *dst)
+{
+    if (sp == 1) {
+        for (int k = 0; k < kc; k++) {
+            const float *s = src + k * sk;
+            float *d = dst + (long)k * W;
+            for (int p = 0; p < W; p += 8) {
+                __m256 v = load8_n(s + p, np - p);
+                if (W - p >= 8 || (W < 8 && 2 * W >= 8 && k + 1 < kc))
+                    _mm256_storeu_ps(d + p, v);     /* W < 8: the spill is row k+1's, stored next */
+                else
+                    store8_n(d + p, v, W - p);
+            }
+        }
+    } else if (sk == 1) {
+        for (int p0 = 0; p0 < W; p0 += 8) {
+            int rows = np - p0;
+            int width = W - p0 < 8 ? W - p0 : 8;
+            int k = 0;
+            for (; k + 8 <= kc; k += 8) {
+                __m256 r[8];
+                for (int i = 0; i < 8; i++)
+                    r[i] = i < rows ? _mm256_loadu_ps(src + (p0 + i) * sp + k)
+                                    : _mm256_setzero_ps();
+                transpose8(r);
+                for (int i = 0; i < 8; i++) {
+                    float *d = dst + (long)(k + i) * W + p0;
+                    if (width == 8 || (W < 8 && 2 * W >= 8 && i < 7))
+                        _mm256_storeu_ps(d, r[i]);  /* W < 8: the spill is row k+i+1's, stored next */
+                    else
+                        store8_n(d, r[i], width);
+                }
+            }
+            for (; k < kc; k++)
+                for (int i = 0; i < width; i++)
+                    dst[(long)k * W + p0 + i] = i < rows ? src[(p0 + i) * sp + k] : 0.0f;
+        }
+    } else {
+        for (int k = 0; k < kc; k++)
+            for (int p = 0; p < W; p++)
+                dst[(long)k * W + p] = p < np ? src[p * sp + k * sk] : 0.0f;
+    }
+}
+
+AVX2 static void pack_A_256(int MR, int mc, int kc, const float *A, long rsa, long csa, float *Ap)
+{
+    for (int i = 0; i < mc; i += MR) {
+        int mr = mc - i < MR ? mc - i : MR;
+        pack_panel_256(MR, mr, kc, A + i * rsa, rsa, csa, Ap + (long)i * kc);
+    }
+}
+
+/* pack_B_512 with 8-lane vectors (NR is a multiple of 8). */
+AVX2 static void pack_B_256(int NR, int kc, int nc, const float *B, long rsb, long csb, float *Bp)
+{
+    if (csb == 1) {
+        enum { PG = 8 };
+        long panel = (long)kc * NR;
+        for (int g = 0; g < nc; g += PG * NR) {
+            int gend = nc - g < PG * NR ? nc : g + PG * NR;
+            for (int k = 0; k < kc; k++) {
+                const float *s = B + k * rsb;
+                float *d = Bp + (g / NR) * panel + (long)k * NR;
+                for (int j0 = g; j0 < gend; j0 += NR, d += panel)
+                    for (int j = 0; j < NR; j += 8)
+                        _mm256_storeu_ps(d + j, load8_n(s + j0 + j, nc - j0 - j));
+            }
+        }
+        return;
+    }
+    for (int j = 0; j < nc; j += NR) {
+        int nr = nc - j < NR ? nc - j : NR;
+        pack_panel_256(NR, nr, kc, B + j * csb, csb, rsb, Bp + (long)j * kc);
+    }
+}
+
+/* kernel_body_512 with 8-lane vectors: NV = NR/8, acc[MR][NV] in MR*NV ymm registers. */
+AVX2 static ALWAYS_INLINE void
+kernel_body_256(const int MR, const int NV, int kc,
+                const float *restrict Ap, long lda, long astep, const float *restrict Bp,
+                long ldb, float *C, long rsc, int mr, int nr, float alpha, float beta)
+{
+    __m256 acc[12][3];                  /* only [MR][NV] is used */
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 3
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
+
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++)
+        if (i < mr) {
+            _mm_prefetch((const char *)(C + i * rsc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(C + i * rsc + 8 * NV - 1), _MM_HINT_T0);
+        }
+
+#pragma GCC unroll 4
+    for (int k = 0; k < kc; k++) {
+        __m256 b[3];
+#pragma GCC unroll 3
+        for (int v = 0; v < NV; v++) b[v] = _mm256_loadu_ps(Bp + 8 * v);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            __m256 a = _mm256_broadcast_ss(Ap + i * lda);
+#pragma GCC unroll 3
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(a, b[v], acc[i][v]);
+        }
+        Ap += astep;
+        Bp += ldb;
+    }
+
+    __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        if (i >= mr) break;
+        float *c = C + i * rsc;
+#pragma GCC unroll 3
+        for (int v = 0; v < NV; v++) {
+            __m256 r = _mm256_mul_ps(va, acc[i][v]);
+            int n = nr - 8 * v;
+            if (n >= 8) {                       /* a whole vector: plain load / store */
+                if (beta != 0.0f) r = _mm256_fmadd_ps(vb, _mm256_loadu_ps(c + 8 * v), r);
+                _mm256_storeu_ps(c + 8 * v, r);
+            } else if (n > 0) {                /* the ragged last columns */
+                if (beta != 0.0f) r = _mm256_fmadd_ps(vb, load8_n(c + 8 * v, n), r);
+                store8_n(c + 8 * v, r, n);
+            }
+        }
+    }
+}
+
+DEFINE_KERNELS(AVX2, kernel_avx2_6x16, kernel_body_256, 6, 16, 8)
+DEFINE_KERNELS(AVX2, kernel_avx2_4x24, kernel_body_256, 4, 24, 8)
+
+/* ==== the kernel tables, one per instruction set ================================ */
+typedef void (*pack_fn)(int W, int n, int kc, const float *src, long rs, long cs, float *dst);
 
 typedef struct {
     int mr, nr;
     kernel_fn packed_a, direct_a;
+    pack_fn pack_a, pack_b;             /* pack_A / pack_B of the kernel's instruction set */
     double speed;                       /* relative, measured on large problems */
 } kernel_t;
 
-static const kernel_t KERNELS[] = {
-    { 6, 32, kernel_6x32,  kernel_6x32_direct_a,  1.0  },
-    {16, 16, kernel_16x16, kernel_16x16_direct_a, 0.85 },
+static const kernel_t KERNELS_AVX512[] = {
+    { 6, 32, kernel_6x32,  kernel_6x32_direct_a,  pack_A_512, pack_B_512, 1.0  },
+    {16, 16, kernel_16x16, kernel_16x16_direct_a, pack_A_512, pack_B_512, 0.85 },
 };
 
-/* Pick the kernel maximising speed * (useful work / padded work). */
+static const kernel_t KERNELS_AVX2[] = {
+    { 6, 16, kernel_avx2_6x16, kernel_avx2_6x16_direct_a, pack_A_256, pack_B_256, 1.0  },
+    { 4, 24, kernel_avx2_4x24, kernel_avx2_4x24_direct_a, pack_A_256, pack_B_256, 0.95 },
+};
+
+/* Indexed by MINIDL_ISA_*: the kernels of each instruction set. */
+static const struct { const kernel_t *kernels; int count; } ISA_TABLE[] = {
+    [MINIDL_ISA_NONE]   = { NULL, 0 },
+    [MINIDL_ISA_AVX2]   = { KERNELS_AVX2, (int)(sizeof KERNELS_AVX2 / sizeof KERNELS_AVX2[0]) },
+    [MINIDL_ISA_AVX512] = { KERNELS_AVX512, (int)(sizeof KERNELS_AVX512 / sizeof KERNELS_AVX512[0]) },
+};
+
+/* The instruction set in use: -1 until first asked, then the best one the CPU has
+   (minidl_sgemm_use_isa changes it; Python sets it once at import). */
+static int current_isa = -1;
+
+int minidl_sgemm_cpu_isas(void)
+{
+    __builtin_cpu_init();
+    int isas = 0;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        isas |= 1 << MINIDL_ISA_AVX2;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("fma"))
+        isas |= 1 << MINIDL_ISA_AVX512;
+    return isas;
+}
+
+int minidl_sgemm_isa(void)
+{
+    int isa = __atomic_load_n(&current_isa, __ATOMIC_RELAXED);
+    if (isa < 0) {
+        int have = minidl_sgemm_cpu_isas();
+        isa = have >> MINIDL_ISA_AVX512 & 1 ? MINIDL_ISA_AVX512
+            : have >> MINIDL_ISA_AVX2 & 1 ? MINIDL_ISA_AVX2 : MINIDL_ISA_NONE;
+        __atomic_store_n(&current_isa, isa, __ATOMIC_RELAXED);
+    }
+    return isa;
+}
+
+int minidl_sgemm_use_isa(int isa)
+{
+    if (isa < 0 || isa > MINIDL_ISA_AVX512
+        || (isa != MINIDL_ISA_NONE && !(minidl_sgemm_cpu_isas() >> isa & 1)))
+        return -1;
+    int previous = minidl_sgemm_isa();
+    __atomic_store_n(&current_isa, isa, __ATOMIC_RELAXED);
+    return previous;
+}
+
+int minidl_sgemm_supported(void)
+{
+    return minidl_sgemm_isa() != MINIDL_ISA_NONE;
+}
+
+/* Pick, among the kernels of the instruction set in use, the one maximising
+   speed * (useful work / padded work); NULL if no instruction set is in use. */
 static const kernel_t *choose_kernel(int M, int N)
 {
-    const kernel_t *best = &KERNELS[0];
+    int isa = minidl_sgemm_isa();
+    const kernel_t *best = NULL;
     double best_score = 0.0;
-    for (size_t i = 0; i < sizeof KERNELS / sizeof KERNELS[0]; i++) {
-        const kernel_t *k = &KERNELS[i];
+    for (int i = 0; i < ISA_TABLE[isa].count; i++) {
+        const kernel_t *k = &ISA_TABLE[isa].kernels[i];
         double pm = (double)((M + k->mr - 1) / k->mr * k->mr);
         double pn = (double)((N + k->nr - 1) / k->nr * k->nr);
         double score = k->speed * M / pm * N / pn;
@@ -384,7 +652,7 @@ static void scale_C(int M, int N, float beta, float *C, long rsc)
 }
 
 /* Sequential blocked GEMM on one rectangle of C (runs on one thread). */
-AVX512 static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alpha,
+static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alpha,
                              const float *A, long rsa, long csa,
                              const float *B, long rsb, long csb,
                              float beta, float *C, long rsc)
@@ -416,12 +684,12 @@ AVX512 static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alph
             float beta_k = pc == 0 ? beta : 1.0f;      /* later K blocks accumulate */
             const float *Bblk = B + pc * rsb + jc * csb;
             if (!direct_b)
-                pack_B(NR, kc, nc, Bblk, rsb, csb, Bp);
+                kr->pack_b(NR, kc, nc, Bblk, rsb, csb, Bp);
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = M - ic < MC ? M - ic : MC;
                 const float *Ablk = A + ic * rsa + pc * csa;
                 if (!direct_a)
-                    pack_A(MR, mc, kc, Ablk, rsa, csa, Ap);
+                    kr->pack_a(MR, mc, kc, Ablk, rsa, csa, Ap);
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = nc - jr < NR ? nc - jr : NR;
                     const float *b = Bp + (long)jr * kc;
@@ -430,7 +698,7 @@ AVX512 static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alph
                         b = Bblk + jr;
                         ldb = rsb;
                     } else if (direct_b) {              /* ragged last panel: pack it */
-                        pack_B(NR, kc, nr, Bblk + jr, rsb, csb, Bp);
+                        kr->pack_b(NR, kc, nr, Bblk + jr, rsb, csb, Bp);
                         b = Bp;
                     }
                     for (int ir = 0; ir < mc; ir += MR) {
@@ -441,7 +709,7 @@ AVX512 static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alph
                             a = Ablk + ir * rsa;
                             fn = kr->direct_a;
                         } else if (direct_a) {          /* ragged last panel: pack it */
-                            pack_A(MR, mr, kc, Ablk + ir * rsa, rsa, csa, Ap);
+                            kr->pack_a(MR, mr, kc, Ablk + ir * rsa, rsa, csa, Ap);
                             a = Ap;
                         }
                         fn(kc, a, rsa, b, ldb, C + (ic + ir) * rsc + jc + jr, rsc,
@@ -470,22 +738,18 @@ static double split_eff(int n, int unit, int T)
     return (double)n / ((double)T * per * unit);
 }
 
-int minidl_sgemm_supported(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
-        && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
-        && __builtin_cpu_supports("fma");
-}
-
-/* One thread, no CPU check: for callers that already split work over threads
-   (the fused convolution, one image per call) and checked the CPU once. */
+/* One thread: for callers that already split work over threads (the fused
+   convolution, one image per call). */
 void minidl_sgemm_serial(int M, int N, int K, float alpha,
                          const float *A, long rsa, long csa,
                          const float *B, long rsb, long csb,
                          float beta, float *C, long rsc)
 {
-    sgemm_seq(choose_kernel(M, N), M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
+    const kernel_t *kr = choose_kernel(M, N);
+    if (kr)
+        sgemm_seq(kr, M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
+    else if (M > 0 && N > 0)
+        sgemm_ref(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
 }
 
 void minidl_sgemm(int M, int N, int K, float alpha,
@@ -494,11 +758,11 @@ void minidl_sgemm(int M, int N, int K, float alpha,
                   float beta, float *C, long rsc)
 {
     if (M <= 0 || N <= 0) return;
-    if (!minidl_sgemm_supported()) {
+    const kernel_t *kr = choose_kernel(M, N);   /* one read of the instruction set in use */
+    if (!kr) {
         sgemm_ref(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
         return;
     }
-    const kernel_t *kr = choose_kernel(M, N);
     int T = omp_get_max_threads();
     if (2.0 * M * N * (double)K < 2e6) T = 1;    /* too small to be worth waking threads */
     if (T <= 1 || K <= 0 || alpha == 0.0f) {
@@ -558,6 +822,9 @@ void minidl_sgemm(int M, int N, int K, float alpha,
 
 #else  /* not gcc/clang on x86-64, or Windows: no fast path; Python uses np.matmul */
 
+int minidl_sgemm_cpu_isas(void) { return 0; }
+int minidl_sgemm_isa(void) { return MINIDL_ISA_NONE; }
+int minidl_sgemm_use_isa(int isa) { return isa == MINIDL_ISA_NONE ? MINIDL_ISA_NONE : -1; }
 int minidl_sgemm_supported(void) { return 0; }
 
 void minidl_sgemm_serial(int M, int N, int K, float alpha, const float *A, long rsa, long csa,

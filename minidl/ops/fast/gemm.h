@@ -9,7 +9,14 @@
 #ifndef MINIDL_GEMM_H
 #define MINIDL_GEMM_H
 
-int minidl_sgemm_supported(void);   /* 1 if this CPU runs the AVX-512 kernels */
+/* The instruction sets of the micro-kernels (x86-64 with gcc or clang, not Windows). */
+enum { MINIDL_ISA_NONE = 0, MINIDL_ISA_AVX2 = 1, MINIDL_ISA_AVX512 = 2 };
+
+int minidl_sgemm_cpu_isas(void);    /* bit (1 << isa) set for each one this CPU runs */
+int minidl_sgemm_isa(void);         /* the one in use: by default the best the CPU runs */
+int minidl_sgemm_use_isa(int isa);  /* use isa from now on; returns the previous one, or -1
+                                       (and changes nothing) if this CPU cannot run it */
+int minidl_sgemm_supported(void);   /* 1 if an instruction set is in use (not NONE) */
 
 void minidl_sgemm(int M, int N, int K, float alpha,
                   const float *A, long rsa, long csa,
