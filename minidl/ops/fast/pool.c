@@ -1,0 +1,417 @@
+/*
+ * pool.c -- the float32 2x2 max pool (stride 2, no padding) of minidl.ops.fast.
+ *
+ * The plain twin and oracle: minidl.ops.maxpool_forward / maxpool_backward
+ * (_kernels.pyx, int64 argmax h*W + w) and the loops of minidl.ops.naive.
+ * This file computes the same numbers bit for bit, and instead of the argmax
+ * keeps one byte per output, the winner's place in its window:
+ *
+ *       0 1        argmax = (2i + win / 2) * W + 2j + win % 2
+ *       2 3
+ *
+ * Forward: per output, best = a; then b, c, d in turn replace it if strictly
+ * greater (the first of equal maxima wins). A NaN compares false, so a plane
+ * that holds one is done again by the portable loop, which lets the window's
+ * first NaN win (as the plain kernel does). Backward: each input pixel is
+ * written once, 0 + grad_y at the winner and 0 elsewhere (0 + g, as the plain
+ * kernel's zeroed array plus g: -0.0 becomes +0.0), so no zeroing pass.
+ *
+ * Vector versions (gcc and clang on x86-64, not Windows: the #if of gemm.c):
+ *   AVX2    8 outputs per step: two 8-float loads per input row, even and odd
+ *           pixels split by shuffles. The ragged end of a row (a lab row has 14
+ *           or 7 outputs) is done as a full step that runs on into the next
+ *           rows, which are written again when their turn comes; only at the
+ *           plane's end, masked loads and stores (3x slower, measured).
+ *   AVX-512 16 outputs per step, masked loads and stores (a lab row of 14 or
+ *           7 outputs is one step).
+ * They carry target attributes (no -march); minidl_maxpool2x2_isa() checks
+ * the CPU at run time. Elsewhere only the portable loops are compiled.
+ * Threads: OpenMP over planes (threads.h: one thread without OpenMP).
+ */
+#include <string.h>
+#include "pool.h"
+#include "threads.h"
+
+/* below this many input pixels, waking the second thread costs more than it saves */
+#define POOL_THREAD_MIN 32768L
+
+/* ---- the portable loops -------------------------------------------------- */
+
+/* the place of the window's first NaN (it holds one) */
+static int first_nan(const float v[4])
+{
+    return v[0] != v[0] ? 0 : v[1] != v[1] ? 1 : v[2] != v[2] ? 2 : 3;
+}
+
+static void forward_plane_scalar(const float *x, float *y, unsigned char *win, int height, int width)
+{
+    int out_h = height / 2, out_w = width / 2;
+    for (int i = 0; i < out_h; i++) {
+        const float *r0 = x + (long)2 * i * width, *r1 = r0 + width;
+        float *yr = y + (long)i * out_w;
+        unsigned char *wr = win + (long)i * out_w;
+        for (int j = 0; j < out_w; j++) {
+            float v[4] = {r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]};
+            int k = 0;
+            k = v[1] > v[k] ? 1 : k;        /* strictly greater: the first maximum stays */
+            k = v[2] > v[k] ? 2 : k;
+            k = v[3] > v[k] ? 3 : k;
+            if ((v[0] != v[0]) | (v[1] != v[1]) | (v[2] != v[2]) | (v[3] != v[3]))
+                k = first_nan(v);
+            yr[j] = v[k];
+            wr[j] = (unsigned char)k;
+        }
+    }
+}
+
+static void backward_plane_scalar(const float *gy, const unsigned char *win, float *gx,
+                                  int height, int width)
+{
+    int out_h = height / 2, out_w = width / 2;
+    for (int i = 0; i < out_h; i++) {
+        float *t0 = gx + (long)2 * i * width, *t1 = t0 + width;
+        const float *gr = gy + (long)i * out_w;
+        const unsigned char *wr = win + (long)i * out_w;
+        for (int j = 0; j < out_w; j++) {
+            int k = wr[j];
+            t0[2 * j] = t0[2 * j + 1] = t1[2 * j] = t1[2 * j + 1] = 0.0f;
+            (k < 2 ? t0 : t1)[2 * j + (k & 1)] = 0.0f + gr[j];   /* no branch on k */
+        }
+        if (width & 1) t0[width - 1] = t1[width - 1] = 0.0f;
+    }
+    if (height & 1) memset(gx + (long)(height - 1) * width, 0, (size_t)width * sizeof(float));
+}
+
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(_WIN32)
+#define POOL_SIMD 1
+#include <immintrin.h>
+#include <stdint.h>
+
+#define AVX2 __attribute__((target("avx2")))
+#define AVX512 __attribute__((target("avx512f,avx512vl,avx512bw")))
+
+/* the first cnt of 8 lanes all ones: loadu(ONES_THEN_ZEROS + 8 - cnt), 0 <= cnt <= 8 */
+static const int32_t ONES_THEN_ZEROS[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* ---- AVX2 ------------------------------------------------------------------ */
+
+static inline AVX2 __m256i lanes8(int cnt)
+{
+    cnt = cnt < 0 ? 0 : cnt > 8 ? 8 : cnt;
+    return _mm256_loadu_si256((const __m256i *)(ONES_THEN_ZEROS + 8 - cnt));
+}
+
+/* n <= 8 windows of rows r0, r1 (2n floats each) -> y[0:n], win[0:n]; NaNs flagged in *nan */
+static inline AVX2 void forward8_avx2(const float *r0, const float *r1, float *y, unsigned char *win,
+                                      int n, __m256 *nan)
+{
+    __m256 t0, t1, b0, b1;
+    if (n == 8) {
+        t0 = _mm256_loadu_ps(r0);
+        t1 = _mm256_loadu_ps(r0 + 8);
+        b0 = _mm256_loadu_ps(r1);
+        b1 = _mm256_loadu_ps(r1 + 8);
+    } else {                               /* the masked lanes read as 0 and touch no memory */
+        __m256i m0 = lanes8(2 * n), m1 = lanes8(2 * n - 8);
+        t0 = _mm256_maskload_ps(r0, m0);
+        t1 = _mm256_maskload_ps(r0 + 8, m1);
+        b0 = _mm256_maskload_ps(r1, m0);
+        b1 = _mm256_maskload_ps(r1 + 8, m1);
+    }
+    /* even / odd pixels; in the windows' order 0 1 4 5 2 3 6 7 (per 128-bit lane) */
+    __m256 a = _mm256_shuffle_ps(t0, t1, 0x88), b = _mm256_shuffle_ps(t0, t1, 0xDD);
+    __m256 c = _mm256_shuffle_ps(b0, b1, 0x88), d = _mm256_shuffle_ps(b0, b1, 0xDD);
+    *nan = _mm256_or_ps(*nan, _mm256_or_ps(_mm256_cmp_ps(a, b, _CMP_UNORD_Q),
+                                           _mm256_cmp_ps(c, d, _CMP_UNORD_Q)));
+    const __m256 one = _mm256_castsi256_ps(_mm256_set1_epi32(1));
+    const __m256 two = _mm256_castsi256_ps(_mm256_set1_epi32(2));
+    const __m256 three = _mm256_castsi256_ps(_mm256_set1_epi32(3));
+    __m256 best = a, k = _mm256_setzero_ps(), m;
+    m = _mm256_cmp_ps(b, best, _CMP_GT_OQ);
+    best = _mm256_blendv_ps(best, b, m);
+    k = _mm256_blendv_ps(k, one, m);
+    m = _mm256_cmp_ps(c, best, _CMP_GT_OQ);
+    best = _mm256_blendv_ps(best, c, m);
+    k = _mm256_blendv_ps(k, two, m);
+    m = _mm256_cmp_ps(d, best, _CMP_GT_OQ);
+    best = _mm256_blendv_ps(best, d, m);
+    k = _mm256_blendv_ps(k, three, m);
+    /* back to the order 0..7: swap the middle 64-bit quarters */
+    best = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(best), 0xD8));
+    __m256i ki = _mm256_permute4x64_epi64(_mm256_castps_si256(k), 0xD8);
+    /* the low byte of each 32-bit index, all eight in the low 64 bits */
+    const __m256i low_bytes = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                               0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    ki = _mm256_shuffle_epi8(ki, low_bytes);
+    ki = _mm256_permutevar8x32_epi32(ki, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+    uint64_t bytes = (uint64_t)_mm_cvtsi128_si64(_mm256_castsi256_si128(ki));
+    if (n == 8) {
+        _mm256_storeu_ps(y, best);
+        memcpy(win, &bytes, 8);
+    } else {
+        _mm256_maskstore_ps(y, lanes8(n), best);
+        memcpy(win, &bytes, (size_t)n);
+    }
+}
+
+static AVX2 int forward_plane_avx2(const float *x, float *y, unsigned char *win, int height, int width)
+{
+    int out_h = height / 2, out_w = width / 2;
+    long in_size = (long)height * width, out_size = (long)out_h * out_w;
+    __m256 nan = _mm256_setzero_ps();
+    for (int i = 0; i < out_h; i++) {
+        const float *r0 = x + (long)2 * i * width, *r1 = r0 + width;
+        float *yr = y + (long)i * out_w;
+        unsigned char *wr = win + (long)i * out_w;
+        for (int j = 0; j < out_w; j += 8) {
+            int n = out_w - j < 8 ? out_w - j : 8;
+            /* a short last block is done as a full one if that stays inside the plane: it
+               runs on into the rows below, which are written when their turn comes */
+            if (n < 8 && (long)i * out_w + j + 8 <= out_size && (long)(2 * i + 1) * width + 2 * j + 16 <= in_size)
+                n = 8;
+            forward8_avx2(r0 + 2 * j, r1 + 2 * j, yr + j, wr + j, n, &nan);
+        }
+    }
+    return _mm256_movemask_ps(nan) != 0;
+}
+
+/* n <= 8 outputs: grad_y[0:n], win[0:n] -> 2n pixels of rows t0 and t1 */
+static inline AVX2 void backward8_avx2(const float *gy, const unsigned char *win, float *t0, float *t1,
+                                       int n)
+{
+    __m256 g;
+    uint64_t bytes = 0;
+    if (n == 8) {
+        g = _mm256_loadu_ps(gy);
+        memcpy(&bytes, win, 8);
+    } else {
+        g = _mm256_maskload_ps(gy, lanes8(n));
+        memcpy(&bytes, win, (size_t)n);
+    }
+    __m256i k = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)bytes));
+    /* each output twice, in pixel order: g0 g0 g1 g1 ... g7 g7 as two vectors */
+    __m256 glo = _mm256_unpacklo_ps(g, g), ghi = _mm256_unpackhi_ps(g, g);
+    __m256 g_a = _mm256_permute2f128_ps(glo, ghi, 0x20), g_b = _mm256_permute2f128_ps(glo, ghi, 0x31);
+    __m256i klo = _mm256_unpacklo_epi32(k, k), khi = _mm256_unpackhi_epi32(k, k);
+    __m256i k_a = _mm256_permute2x128_si256(klo, khi, 0x20), k_b = _mm256_permute2x128_si256(klo, khi, 0x31);
+    /* pixel 2j of the top row wins if k == 0, 2j+1 if k == 1; of the bottom row 2 and 3 */
+    const __m256i top = _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1);
+    const __m256i bottom = _mm256_setr_epi32(2, 3, 2, 3, 2, 3, 2, 3);
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 ta = _mm256_add_ps(zero, _mm256_and_ps(g_a, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k_a, top))));
+    __m256 tb = _mm256_add_ps(zero, _mm256_and_ps(g_b, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k_b, top))));
+    __m256 ba = _mm256_add_ps(zero, _mm256_and_ps(g_a, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k_a, bottom))));
+    __m256 bb = _mm256_add_ps(zero, _mm256_and_ps(g_b, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k_b, bottom))));
+    if (n == 8) {
+        _mm256_storeu_ps(t0, ta);
+        _mm256_storeu_ps(t0 + 8, tb);
+        _mm256_storeu_ps(t1, ba);
+        _mm256_storeu_ps(t1 + 8, bb);
+    } else {
+        __m256i m0 = lanes8(2 * n), m1 = lanes8(2 * n - 8);
+        _mm256_maskstore_ps(t0, m0, ta);
+        _mm256_maskstore_ps(t0 + 8, m1, tb);
+        _mm256_maskstore_ps(t1, m0, ba);
+        _mm256_maskstore_ps(t1 + 8, m1, bb);
+    }
+}
+
+static AVX2 void backward_plane_avx2(const float *gy, const unsigned char *win, float *gx,
+                                     int height, int width)
+{
+    int out_h = height / 2, out_w = width / 2;
+    long covered = (long)2 * out_h * width, out_size = (long)out_h * out_w;   /* rows under windows */
+    for (int i = 0; i < out_h; i++) {
+        float *t0 = gx + (long)2 * i * width, *t1 = t0 + width;
+        const float *gr = gy + (long)i * out_w;
+        const unsigned char *wr = win + (long)i * out_w;
+        /* the short last block first: done as a full one (if that stays inside the rows under
+           windows), its top row runs on into the bottom row, and its bottom row into the next
+           pair of rows, which the full blocks below and the next pair then write */
+        int j = out_w - out_w % 8, n = out_w % 8;
+        if (n > 0) {
+            if ((long)i * out_w + j + 8 <= out_size && (long)(2 * i + 1) * width + 2 * j + 16 <= covered)
+                n = 8;
+            backward8_avx2(gr + j, wr + j, t0 + 2 * j, t1 + 2 * j, n);
+        }
+        for (j = 0; j + 8 <= out_w; j += 8)
+            backward8_avx2(gr + j, wr + j, t0 + 2 * j, t1 + 2 * j, 8);
+        if (width & 1) t0[width - 1] = t1[width - 1] = 0.0f;
+    }
+    if (height & 1) memset(gx + (long)(height - 1) * width, 0, (size_t)width * sizeof(float));
+}
+
+/* ---- AVX-512 --------------------------------------------------------------- */
+
+/* the first cnt of 16 lanes, 0 <= cnt <= 16 */
+static inline __mmask16 lanes16(int cnt)
+{
+    cnt = cnt < 0 ? 0 : cnt > 16 ? 16 : cnt;
+    return (__mmask16)((1u << cnt) - 1u);
+}
+
+/* n <= 16 windows of rows r0, r1 -> y[0:n], win[0:n]; NaNs flagged in *nan */
+static inline AVX512 void forward16_avx512(const float *r0, const float *r1, float *y, unsigned char *win,
+                                           int n, __mmask16 *nan)
+{
+    __mmask16 m0 = lanes16(2 * n), m1 = lanes16(2 * n - 16);
+    __m512 t0 = _mm512_maskz_loadu_ps(m0, r0), t1 = _mm512_maskz_loadu_ps(m1, r0 + 16);
+    __m512 b0 = _mm512_maskz_loadu_ps(m0, r1), b1 = _mm512_maskz_loadu_ps(m1, r1 + 16);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    __m512 a = _mm512_permutex2var_ps(t0, even, t1), b = _mm512_permutex2var_ps(t0, odd, t1);
+    __m512 c = _mm512_permutex2var_ps(b0, even, b1), d = _mm512_permutex2var_ps(b0, odd, b1);
+    *nan |= _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(c, d, _CMP_UNORD_Q);
+    __m512 best = a;
+    __m512i k = _mm512_setzero_si512();
+    __mmask16 m;
+    m = _mm512_cmp_ps_mask(b, best, _CMP_GT_OQ);
+    best = _mm512_mask_mov_ps(best, m, b);
+    k = _mm512_mask_mov_epi32(k, m, _mm512_set1_epi32(1));
+    m = _mm512_cmp_ps_mask(c, best, _CMP_GT_OQ);
+    best = _mm512_mask_mov_ps(best, m, c);
+    k = _mm512_mask_mov_epi32(k, m, _mm512_set1_epi32(2));
+    m = _mm512_cmp_ps_mask(d, best, _CMP_GT_OQ);
+    best = _mm512_mask_mov_ps(best, m, d);
+    k = _mm512_mask_mov_epi32(k, m, _mm512_set1_epi32(3));
+    __mmask16 out = lanes16(n);
+    _mm512_mask_storeu_ps(y, out, best);
+    _mm512_mask_cvtepi32_storeu_epi8(win, out, k);
+}
+
+static AVX512 int forward_plane_avx512(const float *x, float *y, unsigned char *win, int height, int width)
+{
+    int out_h = height / 2, out_w = width / 2;
+    __mmask16 nan = 0;
+    for (int i = 0; i < out_h; i++) {
+        const float *r0 = x + (long)2 * i * width, *r1 = r0 + width;
+        float *yr = y + (long)i * out_w;
+        unsigned char *wr = win + (long)i * out_w;
+        for (int j = 0; j < out_w; j += 16)
+            forward16_avx512(r0 + 2 * j, r1 + 2 * j, yr + j, wr + j, out_w - j, &nan);
+    }
+    return nan != 0;
+}
+
+/* n <= 16 outputs: grad_y[0:n], win[0:n] -> 2n pixels of rows t0 and t1 */
+static inline AVX512 void backward16_avx512(const float *gy, const unsigned char *win, float *t0, float *t1,
+                                            int n)
+{
+    __mmask16 in = lanes16(n);
+    __m512 g = _mm512_maskz_loadu_ps(in, gy);
+    __m512i k = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(in, win));
+    __m512 e0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(0)), g);
+    __m512 o0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(1)), g);
+    __m512 e1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(2)), g);
+    __m512 o1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(3)), g);
+    /* interleave even and odd pixels: e0 o0 e1 o1 ... */
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const __m512 zero = _mm512_setzero_ps();
+    __mmask16 m0 = lanes16(2 * n), m1 = lanes16(2 * n - 16);
+    _mm512_mask_storeu_ps(t0, m0, _mm512_add_ps(zero, _mm512_permutex2var_ps(e0, lo, o0)));
+    _mm512_mask_storeu_ps(t0 + 16, m1, _mm512_add_ps(zero, _mm512_permutex2var_ps(e0, hi, o0)));
+    _mm512_mask_storeu_ps(t1, m0, _mm512_add_ps(zero, _mm512_permutex2var_ps(e1, lo, o1)));
+    _mm512_mask_storeu_ps(t1 + 16, m1, _mm512_add_ps(zero, _mm512_permutex2var_ps(e1, hi, o1)));
+}
+
+static AVX512 void backward_plane_avx512(const float *gy, const unsigned char *win, float *gx,
+                                         int height, int width)
+{
+    int out_h = height / 2, out_w = width / 2;
+    for (int i = 0; i < out_h; i++) {
+        float *t0 = gx + (long)2 * i * width, *t1 = t0 + width;
+        const float *gr = gy + (long)i * out_w;
+        const unsigned char *wr = win + (long)i * out_w;
+        for (int j = 0; j < out_w; j += 16)
+            backward16_avx512(gr + j, wr + j, t0 + 2 * j, t1 + 2 * j, out_w - j);
+        if (width & 1) t0[width - 1] = t1[width - 1] = 0.0f;
+    }
+    if (height & 1) memset(gx + (long)(height - 1) * width, 0, (size_t)width * sizeof(float));
+}
+
+int minidl_maxpool2x2_isa(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+            && __builtin_cpu_supports("avx512bw"))
+        return 2;
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
+}
+
+#else  /* not gcc/clang on x86-64, or Windows: the portable loops only */
+#define POOL_SIMD 0
+
+int minidl_maxpool2x2_isa(void) { return 0; }
+
+#endif
+
+/* ---- one plane, by isa; all planes over threads ----------------------------- */
+
+static int choose_isa(int isa)
+{
+    int best = minidl_maxpool2x2_isa();
+    return isa < 0 || isa > best ? best : isa;
+}
+
+static void forward_plane(const float *x, float *y, unsigned char *win, int height, int width, int isa)
+{
+#if POOL_SIMD
+    if (isa == 2) {
+        if (forward_plane_avx512(x, y, win, height, width))   /* a NaN: the loops decide */
+            forward_plane_scalar(x, y, win, height, width);
+        return;
+    }
+    if (isa == 1) {
+        if (forward_plane_avx2(x, y, win, height, width))
+            forward_plane_scalar(x, y, win, height, width);
+        return;
+    }
+#endif
+    (void)isa;
+    forward_plane_scalar(x, y, win, height, width);
+}
+
+static void backward_plane(const float *gy, const unsigned char *win, float *gx, int height, int width,
+                           int isa)
+{
+#if POOL_SIMD
+    if (isa == 2) {
+        backward_plane_avx512(gy, win, gx, height, width);
+        return;
+    }
+    if (isa == 1) {
+        backward_plane_avx2(gy, win, gx, height, width);
+        return;
+    }
+#endif
+    (void)isa;
+    backward_plane_scalar(gy, win, gx, height, width);
+}
+
+void minidl_maxpool2x2_forward(const float *x, float *y, unsigned char *win,
+                               int planes, int height, int width, int isa)
+{
+    long in_size = (long)height * width, out_size = (long)(height / 2) * (width / 2);
+    int threads = (long)planes * in_size < POOL_THREAD_MIN ? 1 : omp_get_max_threads();
+    int p;
+    isa = choose_isa(isa);
+    (void)threads;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (p = 0; p < planes; p++)
+        forward_plane(x + p * in_size, y + p * out_size, win + p * out_size, height, width, isa);
+}
+
+void minidl_maxpool2x2_backward(const float *grad_y, const unsigned char *win, float *grad_x,
+                                int planes, int height, int width, int isa)
+{
+    long in_size = (long)height * width, out_size = (long)(height / 2) * (width / 2);
+    int threads = (long)planes * in_size < POOL_THREAD_MIN ? 1 : omp_get_max_threads();
+    int p;
+    isa = choose_isa(isa);
+    (void)threads;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (p = 0; p < planes; p++)
+        backward_plane(grad_y + p * out_size, win + p * out_size, grad_x + p * in_size, height, width, isa);
+}
