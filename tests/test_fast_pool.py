@@ -8,6 +8,10 @@ input; every code pool.c has for this CPU (portable loops, AVX2, AVX-512) is run
 Then through the layer: MaxPool's fast branch against its plain path with the
 fast path switched off.
 """
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -182,3 +186,51 @@ def test_the_layer_checks_grad_out_on_the_fast_path(rng):
         pool.backward_inputs(np.zeros((2, 3, 4, 5), np.float32))
     with pytest.raises(ValueError, match="float32"):
         pool.backward_inputs(np.zeros((2, 3, 4, 4), np.float64))
+
+
+# -------------------------------------------- no read or write past the arrays
+GUARD_SCRIPT = r"""
+import ctypes, mmap, sys
+import numpy as np
+from minidl.ops import fast
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+PAGE = mmap.PAGESIZE
+keep = []
+
+def at_page_end(count, dtype):
+    # an array whose last byte is followed by a page that may not be read or written
+    nbytes = count * np.dtype(dtype).itemsize
+    size = (nbytes + PAGE - 1) // PAGE * PAGE
+    m = mmap.mmap(-1, size + PAGE)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    assert libc.mprotect(address + size, PAGE, 0) == 0, ctypes.get_errno()   # PROT_NONE
+    keep.append(m)
+    return np.frombuffer(m, dtype, count, offset=size - nbytes)
+
+rng = np.random.default_rng(0)
+for p, h, w in [(3, 14, 14), (2, 5, 7), (4, 14, 15), (1, 28, 28), (2, 2, 2), (3, 6, 33), (1, 3, 18)]:
+    oh, ow = h // 2, w // 2
+    x = at_page_end(p * h * w, np.float32).reshape(p, h, w)
+    x[...] = rng.standard_normal(x.shape)
+    g = at_page_end(p * oh * ow, np.float32).reshape(p, oh, ow)
+    g[...] = rng.standard_normal(g.shape)
+    for isa in range(fast._fast.maxpool2x2_isa() + 1):
+        y = at_page_end(p * oh * ow, np.float32).reshape(p, oh, ow)
+        win = at_page_end(p * oh * ow, np.uint8).reshape(p, oh, ow)
+        grad_x = at_page_end(p * h * w, np.float32).reshape(p, h, w)
+        fast._fast.maxpool2x2_forward_f32(x, y, win, isa)
+        fast._fast.maxpool2x2_backward_f32(g, win, grad_x, isa)
+print("ok")
+"""
+
+
+@requires_fast
+@pytest.mark.skipif(sys.platform == "win32", reason="uses mprotect from the C library")
+def test_no_code_reads_or_writes_past_the_arrays():
+    """Each array ends where a page that may not be touched begins: a stray access crashes."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", GUARD_SCRIPT], capture_output=True, text=True,
+                          cwd=root, env=dict(os.environ, PYTHONPATH=root))
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-2000:])

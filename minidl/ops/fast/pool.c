@@ -158,7 +158,7 @@ static inline AVX2 void forward8_avx2(const float *r0, const float *r1, float *y
 static AVX2 int forward_plane_avx2(const float *x, float *y, unsigned char *win, int height, int width)
 {
     int out_h = height / 2, out_w = width / 2;
-    long in_size = (long)height * width, out_size = (long)out_h * out_w;
+    long out_size = (long)out_h * out_w;
     __m256 nan = _mm256_setzero_ps();
     for (int i = 0; i < out_h; i++) {
         const float *r0 = x + (long)2 * i * width, *r1 = r0 + width;
@@ -166,9 +166,10 @@ static AVX2 int forward_plane_avx2(const float *x, float *y, unsigned char *win,
         unsigned char *wr = win + (long)i * out_w;
         for (int j = 0; j < out_w; j += 8) {
             int n = out_w - j < 8 ? out_w - j : 8;
-            /* a short last block is done as a full one if that stays inside the plane: it
-               runs on into the rows below, which are written when their turn comes */
-            if (n < 8 && (long)i * out_w + j + 8 <= out_size && (long)(2 * i + 1) * width + 2 * j + 16 <= in_size)
+            /* a short last block is done as a full one if its 8 outputs stay inside the
+               plane: it runs on into the rows below, which are written when their turn
+               comes (and the 16 pixels per input row it reads stay inside too, as W >= 2*OW) */
+            if (n < 8 && (long)i * out_w + j + 8 <= out_size)
                 n = 8;
             forward8_avx2(r0 + 2 * j, r1 + 2 * j, yr + j, wr + j, n, &nan);
         }
@@ -221,17 +222,18 @@ static AVX2 void backward_plane_avx2(const float *gy, const unsigned char *win, 
                                      int height, int width)
 {
     int out_h = height / 2, out_w = width / 2;
-    long covered = (long)2 * out_h * width, out_size = (long)out_h * out_w;   /* rows under windows */
+    long out_size = (long)out_h * out_w;
     for (int i = 0; i < out_h; i++) {
         float *t0 = gx + (long)2 * i * width, *t1 = t0 + width;
         const float *gr = gy + (long)i * out_w;
         const unsigned char *wr = win + (long)i * out_w;
-        /* the short last block first: done as a full one (if that stays inside the rows under
-           windows), its top row runs on into the bottom row, and its bottom row into the next
+        /* the short last block first, done as a full one if its 8 outputs stay inside the
+           plane (then its 16 pixels per row stay inside the rows under windows, as in the
+           forward): its top row runs on into the bottom row and its bottom row into the next
            pair of rows, which the full blocks below and the next pair then write */
         int j = out_w - out_w % 8, n = out_w % 8;
         if (n > 0) {
-            if ((long)i * out_w + j + 8 <= out_size && (long)(2 * i + 1) * width + 2 * j + 16 <= covered)
+            if ((long)i * out_w + j + 8 <= out_size)
                 n = 8;
             backward8_avx2(gr + j, wr + j, t0 + 2 * j, t1 + 2 * j, n);
         }
