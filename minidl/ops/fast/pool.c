@@ -28,14 +28,20 @@
  * the CPU at run time. Elsewhere only the portable loops are compiled.
  * Threads: OpenMP over planes (threads.h: one thread without OpenMP).
  */
-#include <string.h>
 #include "pool.h"
-#include "threads.h"
+#include "threads.h"   /* <omp.h> if OpenMP is on, else one-thread stand-ins */
 
 /* below this many input pixels, waking the second thread costs more than it saves */
 #define POOL_THREAD_MIN 32768L
 
 /* ---- the portable loops -------------------------------------------------- */
+
+/* the last row of an odd height belongs to no window: its gradient is 0 (a loop, not
+   memset: outside the x86 code this file includes no system header, for the cross builds) */
+static void zero_row(float *row, int width)
+{
+    for (int k = 0; k < width; k++) row[k] = 0.0f;
+}
 
 /* the place of the window's first NaN (it holds one) */
 static int first_nan(const float v[4])
@@ -79,7 +85,7 @@ static void backward_plane_scalar(const float *gy, const unsigned char *win, flo
         }
         if (width & 1) t0[width - 1] = t1[width - 1] = 0.0f;
     }
-    if (height & 1) memset(gx + (long)(height - 1) * width, 0, (size_t)width * sizeof(float));
+    if (height & 1) zero_row(gx + (long)(height - 1) * width, width);
 }
 
 
@@ -87,6 +93,7 @@ static void backward_plane_scalar(const float *gy, const unsigned char *win, flo
 #define POOL_SIMD 1
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
 
 #define AVX2 __attribute__((target("avx2")))
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx512bw")))
@@ -241,7 +248,7 @@ static AVX2 void backward_plane_avx2(const float *gy, const unsigned char *win, 
             backward8_avx2(gr + j, wr + j, t0 + 2 * j, t1 + 2 * j, 8);
         if (width & 1) t0[width - 1] = t1[width - 1] = 0.0f;
     }
-    if (height & 1) memset(gx + (long)(height - 1) * width, 0, (size_t)width * sizeof(float));
+    if (height & 1) zero_row(gx + (long)(height - 1) * width, width);
 }
 
 /* ---- AVX-512 --------------------------------------------------------------- */
@@ -330,7 +337,7 @@ static AVX512 void backward_plane_avx512(const float *gy, const unsigned char *w
             backward16_avx512(gr + j, wr + j, t0 + 2 * j, t1 + 2 * j, out_w - j);
         if (width & 1) t0[width - 1] = t1[width - 1] = 0.0f;
     }
-    if (height & 1) memset(gx + (long)(height - 1) * width, 0, (size_t)width * sizeof(float));
+    if (height & 1) zero_row(gx + (long)(height - 1) * width, width);
 }
 
 int minidl_maxpool2x2_isa(void)
@@ -400,7 +407,9 @@ void minidl_maxpool2x2_forward(const float *x, float *y, unsigned char *win,
     int p;
     isa = choose_isa(isa);
     (void)threads;
+#if MINIDL_OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static)
+#endif
     for (p = 0; p < planes; p++)
         forward_plane(x + p * in_size, y + p * out_size, win + p * out_size, height, width, isa);
 }
@@ -413,7 +422,9 @@ void minidl_maxpool2x2_backward(const float *grad_y, const unsigned char *win, f
     int p;
     isa = choose_isa(isa);
     (void)threads;
+#if MINIDL_OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static)
+#endif
     for (p = 0; p < planes; p++)
         backward_plane(grad_y + p * out_size, win + p * out_size, grad_x + p * in_size, height, width, isa);
 }
