@@ -69,21 +69,21 @@ class MaxPool(Layer):
         self.x_shape = x.shape
         self.x_dtype = x.dtype
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        if ops.fast.available(x.dtype) and (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
-            self.path = "fast"                  # fast path: the same numbers, a byte per winner
+        two_by_two = (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0)
+        self.path = "fast" if two_by_two and ops.fast.available(x.dtype) else "plain"
+        if self.path == "plain":
+            y, self.argmax = ops.maxpool_forward(x, kh, kw, sh, sw, ph, pw)
+        else:                                   # fast path: the same numbers, a byte per winner
             y, self.argmax = ops.fast.maxpool2x2_forward(x)
-            return y
-        self.path = "plain"
-        y, self.argmax = ops.maxpool_forward(x, kh, kw, sh, sw, ph, pw)
         return y
 
     def backward_inputs(self, grad_out):
         """grad_out (N, C, OH, OW) -> dL/dx (N, C, H, W)."""
         argmax = self._cached("argmax", "backward_inputs")
         self._check_grad(grad_out, argmax.shape, self.x_dtype)
-        if self.path == "fast":
-            return ops.fast.maxpool2x2_backward(grad_out, argmax, self.x_shape)
-        return ops.maxpool_backward(grad_out, argmax, self.x_shape)
+        if self.path == "plain":
+            return ops.maxpool_backward(grad_out, argmax, self.x_shape)
+        return ops.fast.maxpool2x2_backward(grad_out, argmax, self.x_shape)     # fast path
 
     def config(self):
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),

@@ -1,4 +1,4 @@
-"""The fast float32 path: minidl's own matrix product and the image-by-image convolution.
+"""The fast float32 path: minidl's own matrix product, the image-by-image convolution, the 2x2 max pool.
 
 Nothing here is needed to understand minidl; it makes the float32 training step
 faster on CPUs with AVX-512 and computes the same numbers as the plain path
@@ -8,6 +8,8 @@ faster on CPUs with AVX-512 and computes the same numbers as the plain path
     matmul(a, b, out=None)       a (M, K) @ b (K, N), gemm.c
     conv_forward(x, w, b, ...)   Conv's forward, image by image
     conv_backward(x, w, g, ...)  Conv's gradients, image by image
+    maxpool2x2_forward(x)        MaxPool's 2x2 stride-2 window, pool.c
+    maxpool2x2_backward(g, ...)  its input gradient
 
 They run only for float32, with the compiled backend, on a CPU with AVX-512,
 and unless the environment variable ``MINIDL_FAST=0`` (read at import) or
