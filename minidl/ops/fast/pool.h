@@ -9,8 +9,9 @@
  * grad_y[p, i, j] at the window's winner, 0 elsewhere (also the odd last row
  * or column that no window covers).
  *
- * isa: 0 the portable loops, 1 AVX2, 2 AVX-512, -1 the best this CPU runs
- * (a larger value than the CPU runs is lowered to that). Threads: OpenMP over planes.
+ * isa: 0 the portable loops, 1 AVX2, 2 AVX-512 (AVX2 for rows of 8 outputs or fewer), -1 the
+ * best this CPU runs (a larger value than the CPU runs is lowered to that). Threads: OpenMP over
+ * planes.
  */
 #ifndef MINIDL_POOL_H
 #define MINIDL_POOL_H
