@@ -202,7 +202,8 @@ extensions = [
         "minidl.ops.fast._fast",
         ["minidl/ops/fast/_fast.pyx", "minidl/ops/fast/gemm.c", "minidl/ops/fast/pool.c"],
         include_dirs=[np.get_include(), "minidl/ops/fast", "minidl/ops"],
-        depends=["minidl/ops/fast/gemm.h", "minidl/ops/fast/pool.h", "minidl/ops/threads.h", "minidl/ops/_im2col.pxd"],
+        depends=["minidl/ops/fast/gemm.h", "minidl/ops/fast/pool.h", "minidl/ops/threads.h",
+                 "minidl/ops/_im2col.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     ),
 ]

@@ -1,4 +1,4 @@
-"""The fast float32 path: minidl's own matrix product, the image-by-image convolution, the 2x2 max pool.
+"""The fast float32 path: minidl's own matrix product, image-by-image convolution, 2x2 max pool.
 
 Nothing here is needed to understand minidl; it makes the float32 training step
 faster on CPUs with AVX-512 and computes the same numbers as the plain path
