@@ -31,7 +31,8 @@
 #include "pool.h"
 #include "threads.h"   /* <omp.h> if OpenMP is on, else one-thread stand-ins */
 
-/* below this many input pixels, waking the second thread costs more than it saves */
+/* below this many input pixels one thread does it all (a round guess, as axpy_into's in
+   _kernels.pyx, not tuned) */
 #define POOL_THREAD_MIN 32768L
 
 /* ---- the portable loops -------------------------------------------------- */
@@ -401,16 +402,22 @@ static void backward_plane(const float *gy, const unsigned char *win, float *gx,
     backward_plane_scalar(gy, win, gx, height, width);
 }
 
+#if MINIDL_OPENMP
+/* all planes, split over threads when there are enough pixels to be worth waking them */
+static int pool_threads(int planes, int height, int width)
+{
+    return (long)planes * height * width < POOL_THREAD_MIN ? 1 : omp_get_max_threads();
+}
+#endif
+
 void minidl_maxpool2x2_forward(const float *x, float *y, unsigned char *win,
                                int planes, int height, int width, int isa)
 {
     long in_size = (long)height * width, out_size = (long)(height / 2) * (width / 2);
-    int threads = (long)planes * in_size < POOL_THREAD_MIN ? 1 : omp_get_max_threads();
     int p;
     isa = choose_isa(isa, width);
-    (void)threads;
 #if MINIDL_OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(pool_threads(planes, height, width)) schedule(static)
 #endif
     for (p = 0; p < planes; p++)
         forward_plane(x + p * in_size, y + p * out_size, win + p * out_size, height, width, isa);
@@ -420,12 +427,10 @@ void minidl_maxpool2x2_backward(const float *grad_y, const unsigned char *win, f
                                 int planes, int height, int width, int isa)
 {
     long in_size = (long)height * width, out_size = (long)(height / 2) * (width / 2);
-    int threads = (long)planes * in_size < POOL_THREAD_MIN ? 1 : omp_get_max_threads();
     int p;
     isa = choose_isa(isa, width);
-    (void)threads;
 #if MINIDL_OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(pool_threads(planes, height, width)) schedule(static)
 #endif
     for (p = 0; p < planes; p++)
         backward_plane(grad_y + p * out_size, win + p * out_size, grad_x + p * in_size, height, width, isa);
