@@ -196,12 +196,15 @@ extensions = [
         depends=["minidl/ops/threads.h", "minidl/ops/_im2col.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     ),
-    # the fast float32 path (minidl/ops/fast/README.md): gemm.c and the image-by-image convolution
+    # the fast float32 path (minidl/ops/fast/README.md): gemm.c, the image-by-image convolution
+    # and pool.c's 2x2 max pool
     Extension(
         "minidl.ops.fast._fast",
-        ["minidl/ops/fast/_fast.pyx", "minidl/ops/fast/gemm.c", "minidl/ops/fast/im2col.c"],
+        ["minidl/ops/fast/_fast.pyx", "minidl/ops/fast/gemm.c", "minidl/ops/fast/im2col.c",
+         "minidl/ops/fast/pool.c"],
         include_dirs=[np.get_include(), "minidl/ops/fast", "minidl/ops"],
-        depends=["minidl/ops/fast/gemm.h", "minidl/ops/fast/im2col.h", "minidl/ops/threads.h", "minidl/ops/_im2col.pxd"],
+        depends=["minidl/ops/fast/gemm.h", "minidl/ops/fast/im2col.h", "minidl/ops/fast/pool.h",
+                 "minidl/ops/threads.h", "minidl/ops/_im2col.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     ),
 ]

@@ -145,10 +145,13 @@ if ops.fast.available(np.float32):
     x = np.ones((n, 1, 4, 4), np.float32)
     w2d = np.ones((f, kk), np.float32)
     g = np.ones((n, f, p), np.float32)
-    grad_wt, grad_b = np.zeros((t, kk, f), np.float32), np.zeros((t, f), np.float32)
-    work, work2 = np.empty((t, kk, p), np.float32), np.empty((t, kk, p), np.float32)
-    _fast.conv_backward_f32(x, w2d, g, np.zeros(x.shape, np.float32), grad_wt, grad_b, work, work2,
-                        True, 3, 3, 1, 1, 0, 0, 1, 1, 2, 2)
+    grad_bwt = np.zeros((t, 1 + kk, f), np.float32)         # per thread: [db; dW^T]
+    work = np.empty((t, (1 + kk) * p + _fast.slack()), np.float32)
+    work[:, :p] = 1                                          # each block's row of ones
+    work2 = np.empty((t, kk * p + _fast.col2im_scratch(1, 4, 4, 3, 3, 1, 0, 0, 1, 2)), np.float32)
+    _fast.conv_backward_f32(x, w2d, g, np.zeros(x.shape, np.float32), grad_bwt, work, work2,
+                            True, 3, 3, 1, 1, 0, 0, 1, 1, 2, 2)
+    grad_b = grad_bwt[:, 0]
     assert grad_b.sum() == n * f * p
     used = int((grad_b != 0).any(axis=1).sum())
 print(k.openmp_enabled(), t, used)

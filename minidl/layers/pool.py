@@ -34,15 +34,22 @@ class MaxPool(Layer):
     maxima, the first in row-major order wins. Padding counts as -inf and never wins.
     ``stride`` defaults to the kernel size; windows may overlap and need not tile
     the input (PyTorch's floor semantics).
+
+    That is the plain path below. The fast path (``minidl.ops.fast``: float32,
+    compiled, the 2x2 window with stride 2 and no padding only) computes the same
+    numbers and keeps, instead of the argmax, one byte per output: which of the
+    window's 4 pixels won.
     """
 
-    cache_slots = ("argmax", "x_shape", "x_dtype")
+    cache_slots = ("path", "argmax", "x_shape", "x_dtype")
 
     def __init__(self, kernel_size, stride=None, padding=0, name=None):
         super().__init__(name)
         self.kernel_size, self.stride, self.padding = window_arguments(
             f"MaxPool '{self.name}'", kernel_size, stride, padding)
-        self.argmax = None   # (N, C, OH, OW) flat index of each window's winner: backward_inputs
+        self.path = None     # "plain" or "fast": which forward ran; backward_inputs follows it
+        self.argmax = None   # (N, C, OH, OW) each window's winner, read by backward_inputs: on the
+        #                      plain path its flat index h*W + w, on the fast path 0..3 in the window
         self.x_shape = None  # (N, C, H, W): backward_inputs
         self.x_dtype = None  # dtype of the input: backward_inputs checks grad_out against it
 
@@ -59,17 +66,24 @@ class MaxPool(Layer):
         if oh < 1 or ow < 1:
             raise ValueError(f"{self._describe()}: a {self.kernel_size[0]}x{self.kernel_size[1]} "
                              f"window does not fit an input of {h}x{w} padded by {self.padding}")
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        y, self.argmax = ops.maxpool_forward(x, kh, kw, sh, sw, ph, pw)
         self.x_shape = x.shape
         self.x_dtype = x.dtype
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        two_by_two = (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0)
+        self.path = "fast" if two_by_two and ops.fast.available(x.dtype) else "plain"
+        if self.path == "plain":
+            y, self.argmax = ops.maxpool_forward(x, kh, kw, sh, sw, ph, pw)
+        else:                                   # fast path: the same numbers, a byte per winner
+            y, self.argmax = ops.fast.maxpool2x2_forward(x)
         return y
 
     def backward_inputs(self, grad_out):
         """grad_out (N, C, OH, OW) -> dL/dx (N, C, H, W)."""
         argmax = self._cached("argmax", "backward_inputs")
         self._check_grad(grad_out, argmax.shape, self.x_dtype)
-        return ops.maxpool_backward(grad_out, argmax, self.x_shape)
+        if self.path == "plain":
+            return ops.maxpool_backward(grad_out, argmax, self.x_shape)
+        return ops.fast.maxpool2x2_backward(grad_out, argmax, self.x_shape)     # fast path
 
     def config(self):
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),

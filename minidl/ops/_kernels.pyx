@@ -99,17 +99,17 @@ cdef inline void _maxpool_plane_2x2(const real* plane, real* out, long long* arg
             has_nan = has_nan | (best != best)
             v = r0[2 * ow + 1]
             take = v > best
-            best = max(v, best)
+            best = v if take else best
             idx = idx + take * (i0 + 1 - idx)
             has_nan = has_nan | (v != v)
             v = r1[2 * ow]
             take = v > best
-            best = max(v, best)
+            best = v if take else best
             idx = idx + take * (i0 + width - idx)
             has_nan = has_nan | (v != v)
             v = r1[2 * ow + 1]
             take = v > best
-            best = max(v, best)
+            best = v if take else best
             idx = idx + take * (i0 + width + 1 - idx)
             has_nan = has_nan | (v != v)
             out[oh * out_w + ow] = best

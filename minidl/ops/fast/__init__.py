@@ -1,4 +1,4 @@
-"""The fast float32 path: minidl's own matrix product and the image-by-image convolution.
+"""The fast float32 path: minidl's own matrix product, image-by-image convolution, 2x2 max pool.
 
 Nothing here is needed to understand minidl; it makes the float32 training step
 faster on x86-64 CPUs with AVX2+FMA or AVX-512 and computes the same numbers as the plain path
@@ -8,6 +8,8 @@ faster on x86-64 CPUs with AVX2+FMA or AVX-512 and computes the same numbers as 
     matmul(a, b, out=None)       a (M, K) @ b (K, N), gemm.c
     conv_forward(x, w, b, ...)   Conv's forward, image by image
     conv_backward(x, w, g, ...)  Conv's gradients, image by image
+    maxpool2x2_forward(x)        MaxPool's 2x2 stride-2 window, pool.c
+    maxpool2x2_backward(g, ...)  its input gradient
 
 They run only for float32, with the compiled backend, on a CPU with AVX2+FMA
 or AVX-512, and unless the environment variable ``MINIDL_FAST=0`` (read at
@@ -222,3 +224,56 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
                             grad_x, grad_bwt, _column_blocks(k, p), work2, need_input_grad, *geometry)
     total = grad_bwt.sum(axis=0)
     return (grad_x if need_input_grad else None), total[1:].T.reshape(weights.shape), total[0]
+
+
+# ------------------------------------------------- max pool, 2x2 window, stride 2
+def _pool_isa():
+    """pool.c's code for the instruction set in use: 1 (AVX2) when ``ISA`` is held to AVX2,
+    else -1 (pool.c picks, per row length, among what the CPU runs)."""
+    return 1 if ISA == "avx2" else -1
+
+
+def maxpool2x2_forward(x):
+    """x (N, C, H, W) float32 -> (y, win), both (N, C, H//2, W//2); pool.c.
+
+        y[n, c, i, j] = max of x[n, c, 2i:2i+2, 2j:2j+2]       (an odd last row or column is left out)
+
+    win (uint8) says which pixel won, 0 1 / 2 3 in row-major order: the plain path's
+    argmax is (2i + win // 2) * W + 2j + win % 2. The same numbers as the plain
+    ``ops.maxpool_forward(x, 2, 2, 2, 2)`` bit for bit (oracles: it and
+    ``ops.naive.maxpool_forward``): the first of equal maxima wins, and a window's
+    first NaN. ``MaxPool`` checks the shapes (H, W >= 2).
+    """
+    _require(x.dtype, "maxpool2x2_forward")
+    n, c, h, w = x.shape
+    y = np.empty((n, c, h // 2, w // 2), dtype=np.float32)
+    win = np.empty(y.shape, dtype=np.uint8)
+    if y.size:
+        _fast.maxpool2x2_forward_f32(np.ascontiguousarray(x).reshape(n * c, h, w),
+                                     y.reshape(n * c, h // 2, w // 2), win.reshape(n * c, h // 2, w // 2),
+                                     _pool_isa())
+    return y, win
+
+
+def maxpool2x2_backward(grad_out, win, x_shape):
+    """grad_out, win (N, C, H//2, W//2) -> dL/dx of shape x_shape (N, C, H, W), float32.
+
+        dL/dx[n, c, 2i + win // 2, 2j + win % 2] = dL/dy[n, c, i, j],   0 at every other pixel
+
+    Each pixel is written once (no zeroed array first). The numbers of the plain
+    ``ops.maxpool_backward`` (and ``ops.naive.maxpool_backward``) bit for bit. It needs
+    the compiled code but not the switch: a MaxPool whose forward took the fast path
+    finishes its backward there, even if ``ENABLED`` changed in between.
+    """
+    if _fast is None or grad_out.dtype != np.float32:
+        raise RuntimeError(f"minidl.ops.fast.maxpool2x2_backward: needs float32 and the compiled "
+                           f"fast path, got {grad_out.dtype} ({status()})")
+    n, c, h, w = x_shape
+    grad_x = np.empty(x_shape, dtype=np.float32)
+    if grad_out.size:
+        _fast.maxpool2x2_backward_f32(np.ascontiguousarray(grad_out).reshape(n * c, h // 2, w // 2),
+                                      np.ascontiguousarray(win).reshape(n * c, h // 2, w // 2),
+                                      grad_x.reshape(n * c, h, w), _pool_isa())
+    else:
+        grad_x.fill(0)
+    return grad_x

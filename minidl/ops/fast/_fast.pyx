@@ -143,3 +143,37 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
             minidl_sgemm_serial(k, p, n_f, 1.0, &w2d[0, 0], 1, k, g, p, 1, 0.0, dcols, p)
             minidl_col2im_f32(dcols, &grad_x[n, 0, 0, 0], dcols + k * p, x.shape[1], x.shape[2], x.shape[3],
                               kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+
+
+# ------------------------------------------- max pool, 2x2 window, stride 2 (pool.c)
+cdef extern from "pool.h":
+    int minidl_maxpool2x2_isa() noexcept nogil
+    void minidl_maxpool2x2_forward(const float* x, float* y, unsigned char* win,
+                                   int planes, int height, int width, int isa) noexcept nogil
+    void minidl_maxpool2x2_backward(const float* grad_y, const unsigned char* win, float* grad_x,
+                                    int planes, int height, int width, int isa) noexcept nogil
+
+
+def maxpool2x2_isa():
+    """The best pool.c code this CPU runs: 0 the portable loops, 1 AVX2, 2 AVX-512."""
+    return minidl_maxpool2x2_isa()
+
+
+def maxpool2x2_forward_f32(const float[:, :, ::1] x, float[:, :, ::1] y, unsigned char[:, :, ::1] win,
+                           int isa=-1):
+    """x (P, H, W) -> y, win (P, H//2, W//2): the window maxima and the winners' places 0..3.
+
+    isa: -1 the best this CPU runs, else 0 / 1 / 2 (the tests run each). P > 0; the
+    caller checks the shapes.
+    """
+    with nogil:
+        minidl_maxpool2x2_forward(&x[0, 0, 0], &y[0, 0, 0], &win[0, 0, 0],
+                                  x.shape[0], x.shape[1], x.shape[2], isa)
+
+
+def maxpool2x2_backward_f32(const float[:, :, ::1] grad_y, const unsigned char[:, :, ::1] win,
+                            float[:, :, ::1] grad_x, int isa=-1):
+    """grad_y, win (P, H//2, W//2) -> grad_x (P, H, W), every pixel written (grad_y at the winner, else 0)."""
+    with nogil:
+        minidl_maxpool2x2_backward(&grad_y[0, 0, 0], &win[0, 0, 0], &grad_x[0, 0, 0],
+                                   grad_x.shape[0], grad_x.shape[1], grad_x.shape[2], isa)
