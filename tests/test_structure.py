@@ -88,7 +88,8 @@ def test_the_trainer_trains_a_single_layer_that_is_not_a_sequential(rng):
 
 # --------------------------------------------------------------- settings
 def _python(code, env):
-    environ = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT")}
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=dict(environ, **env), cwd=REPO)
     assert done.returncode == 0, done.stderr
@@ -96,11 +97,13 @@ def _python(code, env):
 
 
 def test_settings_set_their_defaults_and_a_user_value_wins():
-    code = "import os, minidl; print(os.environ['OMP_WAIT_POLICY'], os.environ['OPENBLAS_THREAD_TIMEOUT'])"
-    assert _python(code, {}) == ["PASSIVE", "4"]
-    assert _python(code, {"OMP_WAIT_POLICY": "ACTIVE", "OPENBLAS_THREAD_TIMEOUT": "0"}) == ["ACTIVE", "0"]
+    code = ("import os, minidl; print(os.environ['OMP_WAIT_POLICY'], os.environ['GOMP_SPINCOUNT'], "
+            "os.environ['OPENBLAS_THREAD_TIMEOUT'])")
+    assert _python(code, {}) == ["PASSIVE", "10000", "4"]
+    assert _python(code, {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "0", "OPENBLAS_THREAD_TIMEOUT": "0"}) \
+        == ["ACTIVE", "0", "0"]
     from minidl import _settings
-    assert set(_settings.DEFAULTS) == {"OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT"}
+    assert set(_settings.DEFAULTS) == {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT"}
 
 
 def test_only_the_settings_module_sets_environment_variables():
