@@ -163,3 +163,27 @@ def test_conv_and_fc_run_without_the_compiled_kernels_through_the_same_code(rng)
         np.testing.assert_allclose(y, outs[0][0], rtol=1e-12)
         for (_, a), (_, b) in zip(pairs, outs[0][1]):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's (Linux)")
+def test_big_arrays_are_reused_from_the_heap_not_faulted_in_again():
+    """After minidl is imported, freeing a 50 MiB array and making another costs no page faults
+    (glibc's default returns it to the system, and the next one is faulted in page by page)."""
+    code = """
+import resource, numpy as np, minidl, minidl._settings as s
+def faults_of_a_fresh_array():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    a = np.ones(50 << 18, np.float32)             # 50 MiB, every page touched
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    del a
+    return after - before
+faults_of_a_fresh_array()
+print(s.MALLOC_SET, faults_of_a_fresh_array())
+"""
+    set_, faults = _python(code, {})
+    if set_ != "True":
+        pytest.skip("this C library does not take mallopt's thresholds")
+    assert int(faults) < 10           # at least 25 (huge pages of 2 MiB) if the memory had gone back
+    # the user's own setting wins: with glibc's default threshold the pages come back as faults
+    set_, faults = _python(code, {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)})
+    assert int(faults) >= 25
