@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from minidl import ops
-from minidl.layers import Conv
+from minidl.layers import Conv, ReLU
 from minidl.ops import fast, naive
 
 requires_fast = pytest.mark.skipif(
@@ -273,3 +273,43 @@ def test_minidl_fast_isa_rejects_what_it_cannot_run():
     if fast._fast is not None and missing:              # e.g. avx512 on a laptop
         done = _run("import minidl", MINIDL_FAST_ISA=missing[0])
         assert done.returncode != 0 and f"MINIDL_FAST_ISA='{missing[0]}': instruction set" in done.stderr
+
+
+# ------------------------------------------------------------------------- ReLU
+@requires_fast
+@pytest.mark.parametrize("shape", [(0,), (1,), (7,), (3, 5), (50, 16, 14, 14), (2, 3, 5, 17)])
+def test_fast_relu_is_the_plain_relu_bit_for_bit(rng, monkeypatch, shape):
+    """ReLU's fast path against its plain path (fast path switched off), special values included."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    special = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 1e-45, -1e-45], np.float32)
+    if x.size >= special.size:
+        x.reshape(-1)[:special.size] = special
+        g.reshape(-1)[:special.size] = special[::-1]      # -0.0 and inf gradients meet both mask values
+    fast_layer, plain_layer = ReLU(), ReLU()
+    y_fast = fast_layer.forward(x)
+    grad_fast = fast_layer.backward_inputs(g)
+    monkeypatch.setattr(fast, "ENABLED", False)
+    y_plain = plain_layer.forward(x)
+    with np.errstate(invalid="ignore"):                   # inf * 0 where the mask is 0
+        grad_plain = plain_layer.backward_inputs(g)
+    for got, want in ((y_fast, y_plain), (grad_fast, grad_plain), (fast_layer.mask, plain_layer.mask)):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))   # bits, signs of zeros
+    # and the definition: y = max(x, 0), dL/dx = dL/dy where x > 0, else 0 (loops, float64)
+    x64, g64 = x.astype(np.float64).ravel(), g.astype(np.float64).ravel()
+    for i in range(x64.size):
+        want_y = x64[i] if (x64[i] > 0 or np.isnan(x64[i])) else 0.0
+        got_y = y_fast.ravel()[i]
+        assert (got_y == want_y and np.signbit(got_y) == np.signbit(want_y)) or (np.isnan(want_y) and np.isnan(got_y))
+        with np.errstate(invalid="ignore"):
+            want_g = g64[i] * (1.0 if x64[i] > 0 else 0.0)
+        assert grad_fast.ravel()[i] == want_g or (np.isnan(want_g) and np.isnan(grad_fast.ravel()[i]))
+
+
+@requires_fast
+def test_fast_relu_reads_strided_input(rng):
+    x = rng.standard_normal((4, 6, 10)).astype(np.float32)[:, ::2, ::-1]
+    y, mask = fast.relu_forward(x)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    np.testing.assert_array_equal(mask, x > 0)

@@ -1,11 +1,16 @@
 """Element-wise nonlinearities: any input shape, output of the same shape."""
 import numpy as np
 
+from .. import ops
 from .base import Layer
 
 
 class ReLU(Layer):
-    """y = max(0, x);   dL/dx = dL/dy * [x > 0]."""
+    """y = max(0, x);   dL/dx = dL/dy * [x > 0].
+
+    The fast path (``minidl.ops.fast``, float32) computes the same numbers in one
+    pass each way instead of two.
+    """
 
     cache_slots = ("mask",)
 
@@ -15,15 +20,20 @@ class ReLU(Layer):
 
     def forward(self, x):
         self._check_float(x)
-        self.mask = x > 0
-        return np.maximum(x, 0, dtype=x.dtype)
+        if not ops.fast.available(x.dtype):
+            self.mask = x > 0
+            return np.maximum(x, 0, dtype=x.dtype)
+        y, self.mask = ops.fast.relu_forward(x)          # fast path: one pass
+        return y
 
     def backward_inputs(self, grad_out):
         mask = self._cached("mask", "backward_inputs")
         if grad_out.shape != mask.shape:
             raise ValueError(f"{self._describe()}: expected grad_out of shape {mask.shape}, got {grad_out.shape}")
         self._check_float(grad_out, "grad_out")
-        return grad_out * mask
+        if grad_out.dtype != np.float32 or not ops.fast.available(grad_out.dtype):
+            return grad_out * mask
+        return ops.fast.relu_backward(grad_out, mask)    # fast path: one pass
 
 
 class Tanh(Layer):

@@ -277,3 +277,30 @@ def maxpool2x2_backward(grad_out, win, x_shape):
     else:
         grad_x.fill(0)
     return grad_x
+
+
+# -------------------------------------------------------------------------- ReLU
+def relu_forward(x):
+    """x float32 (any shape) -> (y, mask): y = np.maximum(x, 0), mask = x > 0 (bool).
+
+    Bit for bit the plain ``ReLU.forward`` (its oracle): NaN passes through and -0.0
+    becomes +0.0, as with np.maximum.
+    """
+    _require(x.dtype, "relu_forward")
+    x = np.ascontiguousarray(x)
+    y = np.empty(x.shape, dtype=np.float32)
+    mask = np.empty(x.shape, dtype=np.bool_)
+    _fast.relu_forward_f32(x.reshape(-1), y.reshape(-1), mask.reshape(-1).view(np.uint8))
+    return y, mask
+
+
+def relu_backward(grad_out, mask):
+    """grad_out float32, mask bool (same shape) -> grad_out * mask, in one pass (bit for bit)."""
+    if _fast is None or grad_out.dtype != np.float32:
+        raise RuntimeError(f"minidl.ops.fast.relu_backward: needs float32 and the compiled fast path, "
+                           f"got {grad_out.dtype} ({status()})")
+    grad_out = np.ascontiguousarray(grad_out)
+    grad_x = np.empty(grad_out.shape, dtype=np.float32)
+    _fast.relu_backward_f32(grad_out.reshape(-1), np.ascontiguousarray(mask).reshape(-1).view(np.uint8),
+                            grad_x.reshape(-1))
+    return grad_x

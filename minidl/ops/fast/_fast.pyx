@@ -177,3 +177,43 @@ def maxpool2x2_backward_f32(const float[:, :, ::1] grad_y, const unsigned char[:
     with nogil:
         minidl_maxpool2x2_backward(&grad_y[0, 0, 0], &win[0, 0, 0], &grad_x[0, 0, 0],
                                    grad_x.shape[0], grad_x.shape[1], grad_x.shape[2], isa)
+
+
+# ------------------------------------------------------------------------- ReLU
+# The plain ReLU makes two passes forward (the mask x > 0, then np.maximum(x, 0)) and
+# multiplies a float array by a boolean one backward (a mixed-type loop). These loops
+# give the same numbers bit for bit: np.maximum(x, 0) is x where x > 0 or x is NaN, else
+# +0.0 (-0.0 included), x > 0 exactly where that result is > 0, and g * mask is g * 1.0 or
+# g * 0.0 (so -0.0 for a negative g, NaN for an infinite one). In C with `restrict`, so
+# that the compiler vectorises them (Cython's own loops would let the byte array alias
+# the float ones).
+cdef extern from *:
+    """
+    static void minidl_relu_forward(const float *restrict x, float *restrict y,
+                                    unsigned char *restrict mask, long n)
+    {
+        for (long i = 0; i < n; i++) y[i] = (x[i] > 0.0f || x[i] != x[i]) ? x[i] : 0.0f;
+        for (long i = 0; i < n; i++) mask[i] = y[i] > 0.0f;
+    }
+    static void minidl_relu_backward(const float *restrict g, const unsigned char *restrict mask,
+                                     float *restrict out, long n)
+    {
+        for (long i = 0; i < n; i++) out[i] = g[i] * (float)mask[i];
+    }
+    """
+    void minidl_relu_forward(const float* x, float* y, unsigned char* mask, long n) noexcept nogil
+    void minidl_relu_backward(const float* g, const unsigned char* mask, float* out, long n) noexcept nogil
+
+
+def relu_forward_f32(const float[::1] x, float[::1] y, unsigned char[::1] mask):
+    """y = max(x, 0) and mask = x > 0, element by element."""
+    if x.shape[0]:
+        with nogil:
+            minidl_relu_forward(&x[0], &y[0], &mask[0], x.shape[0])
+
+
+def relu_backward_f32(const float[::1] grad_y, const unsigned char[::1] mask, float[::1] grad_x):
+    """grad_x = grad_y * mask (mask 0 or 1)."""
+    if grad_y.shape[0]:
+        with nogil:
+            minidl_relu_backward(&grad_y[0], &mask[0], &grad_x[0], grad_y.shape[0])
