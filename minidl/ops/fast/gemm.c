@@ -653,7 +653,7 @@ static void scale_C(int M, int N, float beta, float *C, long rsc)
 
 /* Sequential blocked GEMM on one rectangle of C (runs on one thread). */
 static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alpha,
-                             const float *A, long rsa, long csa,
+                             const float *A, long rsa, long csa, const float *Apre,
                              const float *B, long rsb, long csb,
                              float beta, float *C, long rsc)
 {
@@ -675,7 +675,8 @@ static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alpha,
        overlap with the FMAs instead of a separate memory-bound copy).
        Direct A: with a single NR panel each A panel is used by one call only. */
     const int direct_b = csb == 1 && M <= MC;
-    const int direct_a = csa == 1 && N <= NR;
+    const int direct_a = csa == 1 && N <= NR && !Apre;
+    const long Mpad = (M + MR - 1) / MR * MR;    /* rows of a prepacked A (see pack_all_a) */
 
     for (int jc = 0; jc < N; jc += NC) {
         int nc = N - jc < NC ? N - jc : NC;
@@ -688,7 +689,10 @@ static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alpha,
             for (int ic = 0; ic < M; ic += MC) {
                 int mc = M - ic < MC ? M - ic : MC;
                 const float *Ablk = A + ic * rsa + pc * csa;
-                if (!direct_a)
+                float *Ap_blk = Ap;
+                if (Apre)                               /* packed once by the caller */
+                    Ap_blk = (float *)Apre + Mpad * pc + (long)ic * kc;
+                else if (!direct_a)
                     kr->pack_a(MR, mc, kc, Ablk, rsa, csa, Ap);
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = nc - jr < NR ? nc - jr : NR;
@@ -703,7 +707,7 @@ static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alpha,
                     }
                     for (int ir = 0; ir < mc; ir += MR) {
                         int mr = mc - ir < MR ? mc - ir : MR;
-                        const float *a = Ap + (long)ir * kc;
+                        const float *a = Ap_blk + (long)ir * kc;
                         kernel_fn fn = kr->packed_a;
                         if (direct_a && mr == MR) {
                             a = Ablk + ir * rsa;
@@ -747,9 +751,43 @@ void minidl_sgemm_serial(int M, int N, int K, float alpha,
 {
     const kernel_t *kr = choose_kernel(M, N);
     if (kr)
-        sgemm_seq(kr, M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
+        sgemm_seq(kr, M, N, K, alpha, A, rsa, csa, NULL, B, rsb, csb, beta, C, rsc);
     else if (M > 0 && N > 0)
         sgemm_ref(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
+}
+
+/* ---- A packed once, for many products with the same A -----------------------
+ * The image-by-image convolution multiplies the same weights by every image's
+ * columns. Packing them once per batch instead of once per image: the blocks
+ * sgemm_seq would pack, in the order it uses them (for pc: for ic), so that
+ * block (pc, ic) starts at Mpad * pc + ic * kc, Mpad = M rounded up to MR. */
+long minidl_sgemm_packed_a_size(int M, int N, int K, long csa)
+{
+    const kernel_t *kr = choose_kernel(M, N);
+    if (!kr || M <= 0 || N <= 0 || K <= 0 || (csa == 1 && N <= kr->nr))
+        return 0;                      /* nothing to pack: no kernels, or A read in place */
+    return (long)(M + kr->mr - 1) / kr->mr * kr->mr * K;
+}
+
+void minidl_sgemm_pack_a(int M, int N, int K, const float *A, long rsa, long csa, float *Apre)
+{
+    const kernel_t *kr = choose_kernel(M, N);
+    const int MR = kr->mr, MC = BLK_MC >= MR ? BLK_MC / MR * MR : MR;
+    const long Mpad = (M + MR - 1) / MR * MR;
+    for (int pc = 0; pc < K; pc += BLK_KC) {
+        int kc = K - pc < BLK_KC ? K - pc : BLK_KC;
+        for (int ic = 0; ic < M; ic += MC) {
+            int mc = M - ic < MC ? M - ic : MC;
+            kr->pack_a(MR, mc, kc, A + ic * rsa + pc * csa, rsa, csa, Apre + Mpad * pc + (long)ic * kc);
+        }
+    }
+}
+
+void minidl_sgemm_serial_packed(int M, int N, int K, float alpha, const float *Apre,
+                                const float *B, long rsb, long csb,
+                                float beta, float *C, long rsc)
+{
+    sgemm_seq(choose_kernel(M, N), M, N, K, alpha, NULL, 0, 0, Apre, B, rsb, csb, beta, C, rsc);
 }
 
 void minidl_sgemm(int M, int N, int K, float alpha,
@@ -766,7 +804,7 @@ void minidl_sgemm(int M, int N, int K, float alpha,
     int T = omp_get_max_threads();
     if (2.0 * M * N * (double)K < 2e6) T = 1;    /* too small to be worth waking threads */
     if (T <= 1 || K <= 0 || alpha == 0.0f) {
-        sgemm_seq(kr, M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
+        sgemm_seq(kr, M, N, K, alpha, A, rsa, csa, NULL, B, rsb, csb, beta, C, rsc);
         return;
     }
 
@@ -785,11 +823,11 @@ void minidl_sgemm(int M, int N, int K, float alpha,
             int t = omp_get_thread_num(), nt = omp_get_num_threads(), lo, hi;
             if (mode == SPLIT_N) {
                 split_range(N, kr->nr, nt, t, &lo, &hi);
-                sgemm_seq(kr, M, hi - lo, K, alpha, A, rsa, csa, B + lo * csb, rsb, csb,
+                sgemm_seq(kr, M, hi - lo, K, alpha, A, rsa, csa, NULL, B + lo * csb, rsb, csb,
                           beta, C + lo, rsc);
             } else {
                 split_range(M, kr->mr, nt, t, &lo, &hi);
-                sgemm_seq(kr, hi - lo, N, K, alpha, A + lo * rsa, rsa, csa, B, rsb, csb,
+                sgemm_seq(kr, hi - lo, N, K, alpha, A + lo * rsa, rsa, csa, NULL, B, rsb, csb,
                           beta, C + lo * rsc, rsc);
             }
         }
@@ -807,7 +845,7 @@ void minidl_sgemm(int M, int N, int K, float alpha,
         if (t > 0 && hi <= lo)
             memset(mine, 0, (size_t)M * N * sizeof(float));
         else
-            sgemm_seq(kr, M, N, hi - lo, alpha, A + lo * csa, rsa, csa, B + lo * rsb, rsb, csb,
+            sgemm_seq(kr, M, N, hi - lo, alpha, A + lo * csa, rsa, csa, NULL, B + lo * rsb, rsb, csb,
                       t == 0 ? beta : 0.0f, mine, t == 0 ? rsc : N);
 #pragma omp barrier
         int r0, r1;
@@ -837,6 +875,27 @@ void minidl_sgemm(int M, int N, int K, float alpha, const float *A, long rsa, lo
                   const float *B, long rsb, long csb, float beta, float *C, long rsc)
 {
     sgemm_ref(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
+}
+
+/* Without kernels "packed" is simply A copied row-major (M x K). */
+long minidl_sgemm_packed_a_size(int M, int N, int K, long csa)
+{
+    (void)csa;
+    return M > 0 && N > 0 && K > 0 ? (long)M * K : 0;
+}
+
+void minidl_sgemm_pack_a(int M, int N, int K, const float *A, long rsa, long csa, float *Apre)
+{
+    (void)N;
+    for (int i = 0; i < M; i++)
+        for (int k = 0; k < K; k++) Apre[(long)i * K + k] = A[i * rsa + k * csa];
+}
+
+void minidl_sgemm_serial_packed(int M, int N, int K, float alpha, const float *Apre,
+                                const float *B, long rsb, long csb,
+                                float beta, float *C, long rsc)
+{
+    sgemm_ref(M, N, K, alpha, Apre, K, 1, B, rsb, csb, beta, C, rsc);
 }
 
 #endif

@@ -29,4 +29,15 @@ void minidl_sgemm_serial(int M, int N, int K, float alpha,
                          const float *B, long rsb, long csb,
                          float beta, float *C, long rsc);
 
+/* A packed once for many products with the same A (and the same M, N, K):
+   minidl_sgemm_packed_a_size gives the floats it takes, 0 if this product reads A in
+   place (or there are no kernels): then use minidl_sgemm_serial, and do not call the
+   other two. minidl_sgemm_pack_a packs it; minidl_sgemm_serial_packed multiplies it by
+   B on the calling thread. The instruction set must not change in between. */
+long minidl_sgemm_packed_a_size(int M, int N, int K, long csa);
+void minidl_sgemm_pack_a(int M, int N, int K, const float *A, long rsa, long csa, float *Apre);
+void minidl_sgemm_serial_packed(int M, int N, int K, float alpha, const float *Apre,
+                                const float *B, long rsb, long csb,
+                                float beta, float *C, long rsc);
+
 #endif
