@@ -1,4 +1,4 @@
-"""The fast float32 path: minidl's own matrix product, image-by-image convolution, 2x2 max pool.
+"""The fast float32 path: minidl's own matrix product, image-by-image convolution, 2x2 max pool, ReLU.
 
 Nothing here is needed to understand minidl; it makes the float32 training step
 faster on x86-64 CPUs with AVX2+FMA or AVX-512 and computes the same numbers as the plain path
@@ -10,6 +10,8 @@ faster on x86-64 CPUs with AVX2+FMA or AVX-512 and computes the same numbers as 
     conv_backward(x, w, g, ...)  Conv's gradients, image by image
     maxpool2x2_forward(x)        MaxPool's 2x2 stride-2 window, pool.c
     maxpool2x2_backward(g, ...)  its input gradient
+    relu_forward(x)              ReLU's output and mask, one pass
+    relu_backward(g, mask)       its input gradient, one pass
 
 They run only for float32, with the compiled backend, on a CPU with AVX2+FMA
 or AVX-512, and unless the environment variable ``MINIDL_FAST=0`` (read at
