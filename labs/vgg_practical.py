@@ -899,7 +899,7 @@ lit = train_tiny_cnn(preprocess(shaded), pos_s, neg_s, iterations=iterations)
 show_run(lit, "uneven light")
 print("uneven light:", describe(lit["filter"]))
 m = moments(lit["filter"])
-assert abs(lit["filter"].mean()) < 0.15 * np.abs(lit["filter"]).mean()          # sums to about zero
+assert abs(lit["filter"].mean()) < 0.25 * np.abs(lit["filter"]).mean()          # sums to about zero
 assert m["rr"] > 0 and m["cc"] > 0 and abs(m["rr"] - m["cc"]) < 0.3 * (m["rr"] + m["cc"])
 assert abs(m["rc"]) < 0.2 * (m["rr"] + m["cc"])
 
