@@ -144,7 +144,14 @@ def matmul(a, b, out=None):
           or not out.flags.writeable or np.may_share_memory(out, a) or np.may_share_memory(out, b)):
         return np.matmul(a, b, out=out)
     if m and n:
-        _fast.sgemm_into(a, b, out)
+        if m <= 64 and n >= 4 * m and b.strides[0] == 4:
+            # a few rows times a transposed weight matrix (FC's x @ W^T): as (W @ x^T)^T the
+            # weights are read in place, row by row, instead of being packed on every call
+            out_t = np.empty((n, m), dtype=np.float32)
+            _fast.sgemm_into(b.T, a.T, out_t)
+            out[...] = out_t.T
+        else:
+            _fast.sgemm_into(a, b, out)
     return out
 
 

@@ -31,7 +31,9 @@
  * of a small CNN (one operand used only once or twice) that copy is a large
  * fraction of the run time, so two shortcuts read an operand in place:
  *   - "direct B": B row-major and M <= MC  -> the kernel loads B rows directly;
- *   - "direct A": A row-major and N <= NR  -> the kernel broadcasts from A rows.
+ *   - "direct A": A row-major and N <= 4*NR -> the kernel broadcasts from A rows
+ *     (each A block is then read once per NR panel of B, at most 4 times, the
+ *     later times from the cache: cheaper than packing it when N is that small).
  *
  * Micro-kernels, one table per instruction set (ISA); each product picks the
  * kernel of the ISA in use that wastes least on padding (choose_kernel):
@@ -673,9 +675,10 @@ static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alpha,
     /* Direct B: each B element is used by the ceil(M/MR) kernel calls of one jr
        step and never again, so stream it from its original location (the loads
        overlap with the FMAs instead of a separate memory-bound copy).
-       Direct A: with a single NR panel each A panel is used by one call only. */
+       Direct A: with at most four NR panels each A panel is used by at most four
+       calls, and the A block (MC x KC) stays in L2 between them. */
     const int direct_b = csb == 1 && M <= MC;
-    const int direct_a = csa == 1 && N <= NR && !Apre;
+    const int direct_a = csa == 1 && N <= 4 * NR && !Apre;
     const long Mpad = (M + MR - 1) / MR * MR;    /* rows of a prepacked A (see pack_all_a) */
 
     for (int jc = 0; jc < N; jc += NC) {
@@ -764,7 +767,7 @@ void minidl_sgemm_serial(int M, int N, int K, float alpha,
 long minidl_sgemm_packed_a_size(int M, int N, int K, long csa)
 {
     const kernel_t *kr = choose_kernel(M, N);
-    if (!kr || M <= 0 || N <= 0 || K <= 0 || (csa == 1 && N <= kr->nr))
+    if (!kr || M <= 0 || N <= 0 || K <= 0 || (csa == 1 && N <= 4 * kr->nr))
         return 0;                      /* nothing to pack: no kernels, or A read in place */
     return (long)(M + kr->mr - 1) / kr->mr * kr->mr * K;
 }
