@@ -47,18 +47,26 @@ MALLOC_DEFAULTS = {"MALLOC_MMAP_THRESHOLD_": (-3, 128 << 20), "MALLOC_TRIM_THRES
 
 
 def _keep_freed_memory():
-    """mallopt(M_MMAP_THRESHOLD / M_TRIM_THRESHOLD) as above; True if glibc took them."""
+    """mallopt(M_MMAP_THRESHOLD / M_TRIM_THRESHOLD) as above; True if glibc took them.
+
+    The trim threshold is set only once an mmap threshold is in force: glibc stops
+    adapting its mmap threshold when either is set, and older versions refuse one
+    above 32 MiB (then 32 MiB is asked for instead).
+    """
     if not sys.platform.startswith("linux"):
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):       # no C library symbols to reach
         return False
-    taken = True
-    for env_name, (param, value) in MALLOC_DEFAULTS.items():
-        if env_name not in os.environ:
-            taken = mallopt(param, value) == 1 and taken
-    return taken
+    mmap_param, mmap_value = MALLOC_DEFAULTS["MALLOC_MMAP_THRESHOLD_"]
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        if mallopt(mmap_param, mmap_value) != 1 and mallopt(mmap_param, 32 << 20) != 1:
+            return False                    # not glibc, or it would not take it: leave it be
+    trim_param, trim_value = MALLOC_DEFAULTS["MALLOC_TRIM_THRESHOLD_"]
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        return mallopt(trim_param, trim_value) == 1
+    return True
 
 
 MALLOC_SET = _keep_freed_memory()

@@ -102,8 +102,10 @@ class Layer(abc.ABC):
         after the other, in either order. The first call runs ``backprop`` and keeps
         the other half; the second, given the same array object, takes it instead
         of computing it again. Any other call, and the next ``forward``, drop it.
-        (So the kept half is the one computed from grad_out and the parameters as
-        they were at the first call.)
+        So the kept half is the one computed from grad_out and the parameters as
+        they were at the first call: change either in place between the two calls
+        and the second returns the old numbers. A lone call computes both halves
+        (``backprop`` with ``need_input_grad=False`` computes only the parameters').
         """
         kept, self._kept_half = self._kept_half, None
         if kept is not None and kept[0] is grad_out and kept[1] == half:

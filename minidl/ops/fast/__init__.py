@@ -97,7 +97,8 @@ _backend_allows = True
 
 
 def available(dtype):
-    """True if ``matmul``, ``conv_forward`` and ``conv_backward`` run for arrays of ``dtype``."""
+    """True if the functions of this module (``matmul``, the convolution, the pool, ReLU) run
+    for arrays of ``dtype``."""
     return ENABLED and _backend_allows and CPU_SUPPORTED and np.dtype(dtype) == np.float32
 
 

@@ -37,10 +37,11 @@ cdef extern from "gemm.h":
                              const float* B, long rsb, long csb,
                              float beta, float* C, long rsc) noexcept nogil
     long minidl_sgemm_packed_a_size(int M, int N, int K, long csa) noexcept nogil
-    void minidl_sgemm_pack_a(int M, int N, int K, const float* A, long rsa, long csa,
-                             float* Apre) noexcept nogil
-    void minidl_sgemm_serial_packed(int M, int N, int K, float alpha, const float* Apre,
-                                    const float* B, long rsb, long csb,
+    int minidl_sgemm_pack_a(int M, int N, int K, const float* A, long rsa, long csa,
+                            float* Apre) noexcept nogil
+    void minidl_sgemm_serial_packed(int M, int N, int K, float alpha,
+                                    const float* A, long rsa, long csa, const float* Apre,
+                                    int packed_mr, const float* B, long rsb, long csb,
                                     float beta, float* C, long rsc) noexcept nogil
 
 
@@ -94,16 +95,17 @@ def max_threads():
     return omp_get_max_threads()
 
 
-cdef float* _packed(int m, int n, int k, const float* a, long rsa, long csa) except? NULL:
-    """The (m, k) matrix a packed once for gemm.c's products with (k, n) operands, or NULL
-    if those products read it in place. The caller frees it."""
+cdef float* _packed(int m, int n, int k, const float* a, long rsa, long csa, int* mr) except? NULL:
+    """The (m, k) matrix a packed once for gemm.c's products with (k, n) operands (mr: the
+    kernel height it was packed for), or NULL if those products read it in place. The
+    caller frees it."""
     cdef long size = minidl_sgemm_packed_a_size(m, n, k, csa)
     if size == 0:
         return NULL
     cdef float* packed = <float*> malloc(size * sizeof(float))
     if packed == NULL:
         raise MemoryError(f"minidl.ops.fast: {size * 4} bytes for packed weights")
-    minidl_sgemm_pack_a(m, n, k, a, rsa, csa, packed)
+    mr[0] = minidl_sgemm_pack_a(m, n, k, a, rsa, csa, packed)
     return packed
 
 
@@ -120,7 +122,8 @@ def conv_forward_f32(const float[:, :, :, ::1] x, const float[:, ::1] wb,
     cdef Py_ssize_t n_img = x.shape[0], n
     cdef int n_f = wb.shape[0], k1 = wb.shape[1], p = out_h * out_w, t
     cdef float* block
-    cdef float* wb_packed = _packed(n_f, p, k1, &wb[0, 0], k1, 1) if n_img else NULL
+    cdef int mr = 0
+    cdef float* wb_packed = _packed(n_f, p, k1, &wb[0, 0], k1, 1, &mr) if n_img else NULL
     try:
         for n in prange(n_img, nogil=True, schedule='static'):
             t = threadid()
@@ -128,7 +131,8 @@ def conv_forward_f32(const float[:, :, :, ::1] x, const float[:, ::1] wb,
             minidl_im2col_f32(&x[n, 0, 0, 0], block + p, x.shape[1], x.shape[2], x.shape[3],
                               kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
             if wb_packed != NULL:
-                minidl_sgemm_serial_packed(n_f, p, k1, 1.0, wb_packed, block, p, 1, 0.0, &y[n, 0, 0], p)
+                minidl_sgemm_serial_packed(n_f, p, k1, 1.0, &wb[0, 0], k1, 1, wb_packed, mr,
+                                           block, p, 1, 0.0, &y[n, 0, 0], p)
             else:
                 minidl_sgemm_serial(n_f, p, k1, 1.0, &wb[0, 0], k1, 1, block, p, 1, 0.0, &y[n, 0, 0], p)
     finally:
@@ -157,7 +161,8 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
     cdef float* dcols
     cdef const float* g
     # w2d^T (K, F), read in place through its strides, packed once for all the images
-    cdef float* wt_packed = _packed(k, p, n_f, &w2d[0, 0], 1, k) if n_img and need_input_grad else NULL
+    cdef int mr = 0
+    cdef float* wt_packed = _packed(k, p, n_f, &w2d[0, 0], 1, k, &mr) if n_img and need_input_grad else NULL
     try:
         for n in prange(n_img, nogil=True, schedule='static'):
             t = threadid()
@@ -171,7 +176,8 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
                 dcols = &work2[t, 0]
                 # (K, F) @ (F, P)
                 if wt_packed != NULL:
-                    minidl_sgemm_serial_packed(k, p, n_f, 1.0, wt_packed, g, p, 1, 0.0, dcols, p)
+                    minidl_sgemm_serial_packed(k, p, n_f, 1.0, &w2d[0, 0], 1, k, wt_packed, mr,
+                                               g, p, 1, 0.0, dcols, p)
                 else:
                     minidl_sgemm_serial(k, p, n_f, 1.0, &w2d[0, 0], 1, k, g, p, 1, 0.0, dcols, p)
                 minidl_col2im_f32(dcols, &grad_x[n, 0, 0, 0], dcols + k * p, x.shape[1], x.shape[2],

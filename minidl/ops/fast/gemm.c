@@ -679,7 +679,7 @@ static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alpha,
        calls, and the A block (MC x KC) stays in L2 between them. */
     const int direct_b = csb == 1 && M <= MC;
     const int direct_a = csa == 1 && N <= 4 * NR && !Apre;
-    const long Mpad = (M + MR - 1) / MR * MR;    /* rows of a prepacked A (see pack_all_a) */
+    const long Mpad = (M + MR - 1) / MR * MR;    /* rows of a prepacked A (minidl_sgemm_pack_a) */
 
     for (int jc = 0; jc < N; jc += NC) {
         int nc = N - jc < NC ? N - jc : NC;
@@ -772,7 +772,7 @@ long minidl_sgemm_packed_a_size(int M, int N, int K, long csa)
     return (long)(M + kr->mr - 1) / kr->mr * kr->mr * K;
 }
 
-void minidl_sgemm_pack_a(int M, int N, int K, const float *A, long rsa, long csa, float *Apre)
+int minidl_sgemm_pack_a(int M, int N, int K, const float *A, long rsa, long csa, float *Apre)
 {
     const kernel_t *kr = choose_kernel(M, N);
     const int MR = kr->mr, MC = BLK_MC >= MR ? BLK_MC / MR * MR : MR;
@@ -784,13 +784,19 @@ void minidl_sgemm_pack_a(int M, int N, int K, const float *A, long rsa, long csa
             kr->pack_a(MR, mc, kc, A + ic * rsa + pc * csa, rsa, csa, Apre + Mpad * pc + (long)ic * kc);
         }
     }
+    return MR;
 }
 
-void minidl_sgemm_serial_packed(int M, int N, int K, float alpha, const float *Apre,
+void minidl_sgemm_serial_packed(int M, int N, int K, float alpha,
+                                const float *A, long rsa, long csa, const float *Apre, int packed_mr,
                                 const float *B, long rsb, long csb,
                                 float beta, float *C, long rsc)
 {
-    sgemm_seq(choose_kernel(M, N), M, N, K, alpha, NULL, 0, 0, Apre, B, rsb, csb, beta, C, rsc);
+    const kernel_t *kr = choose_kernel(M, N);
+    if (kr && kr->mr == packed_mr)
+        sgemm_seq(kr, M, N, K, alpha, A, rsa, csa, Apre, B, rsb, csb, beta, C, rsc);
+    else    /* the instruction set changed since A was packed: A itself, as it stands */
+        minidl_sgemm_serial(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc);
 }
 
 void minidl_sgemm(int M, int N, int K, float alpha,
@@ -887,17 +893,20 @@ long minidl_sgemm_packed_a_size(int M, int N, int K, long csa)
     return M > 0 && N > 0 && K > 0 ? (long)M * K : 0;
 }
 
-void minidl_sgemm_pack_a(int M, int N, int K, const float *A, long rsa, long csa, float *Apre)
+int minidl_sgemm_pack_a(int M, int N, int K, const float *A, long rsa, long csa, float *Apre)
 {
     (void)N;
     for (int i = 0; i < M; i++)
         for (int k = 0; k < K; k++) Apre[(long)i * K + k] = A[i * rsa + k * csa];
+    return 1;
 }
 
-void minidl_sgemm_serial_packed(int M, int N, int K, float alpha, const float *Apre,
+void minidl_sgemm_serial_packed(int M, int N, int K, float alpha,
+                                const float *A, long rsa, long csa, const float *Apre, int packed_mr,
                                 const float *B, long rsb, long csb,
                                 float beta, float *C, long rsc)
 {
+    (void)A; (void)rsa; (void)csa; (void)packed_mr;
     sgemm_ref(M, N, K, alpha, Apre, K, 1, B, rsb, csb, beta, C, rsc);
 }
 

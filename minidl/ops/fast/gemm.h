@@ -32,11 +32,13 @@ void minidl_sgemm_serial(int M, int N, int K, float alpha,
 /* A packed once for many products with the same A (and the same M, N, K):
    minidl_sgemm_packed_a_size gives the floats it takes, 0 if this product reads A in
    place (or there are no kernels): then use minidl_sgemm_serial, and do not call the
-   other two. minidl_sgemm_pack_a packs it; minidl_sgemm_serial_packed multiplies it by
-   B on the calling thread. The instruction set must not change in between. */
+   other two. minidl_sgemm_pack_a packs it and returns the kernel height it packed for;
+   minidl_sgemm_serial_packed multiplies it by B on the calling thread, given A too: if
+   the instruction set has changed since, it multiplies A itself instead. */
 long minidl_sgemm_packed_a_size(int M, int N, int K, long csa);
-void minidl_sgemm_pack_a(int M, int N, int K, const float *A, long rsa, long csa, float *Apre);
-void minidl_sgemm_serial_packed(int M, int N, int K, float alpha, const float *Apre,
+int minidl_sgemm_pack_a(int M, int N, int K, const float *A, long rsa, long csa, float *Apre);
+void minidl_sgemm_serial_packed(int M, int N, int K, float alpha,
+                                const float *A, long rsa, long csa, const float *Apre, int packed_mr,
                                 const float *B, long rsb, long csb,
                                 float beta, float *C, long rsc);
 
