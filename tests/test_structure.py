@@ -187,3 +187,14 @@ print(s.MALLOC_SET, faults_of_a_fresh_array())
     # the user's own setting wins: with glibc's default threshold the pages come back as faults
     set_, faults = _python(code, {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)})
     assert int(faults) >= 25
+
+
+def test_star_import_of_layers_brings_every_layer_class():
+    """`from minidl.layers import *` (as a lab may write it) gives every Layer subclass there."""
+    import minidl.layers as layers_module
+    namespace = {}
+    exec("from minidl.layers import *", namespace)
+    classes = [name for name, obj in vars(layers_module).items()
+               if isinstance(obj, type) and issubclass(obj, layers_module.Layer)]
+    assert "Sequential" in classes and "Residual" in classes
+    assert [name for name in classes if name not in namespace] == []

@@ -10,7 +10,7 @@ from .pool import AdaptiveAvgPool, AvgPool, GlobalAvgPool, MaxPool
 from .regularizers import L2Regularizer, RegularizedLoss
 from .containers import Residual, Sequential, projection_shortcut, resnet_block
 
-__all__ = ["Layer", "Conv", "MaxPool", "FC", "Flatten", "ReLU", "Loss",
+__all__ = ["Layer", "Sequential", "Conv", "MaxPool", "FC", "Flatten", "ReLU", "Loss",
            "SoftmaxCrossEntropy", "log_softmax", "softmax", "L2Regularizer", "RegularizedLoss",
            "AvgPool", "AdaptiveAvgPool", "GlobalAvgPool", "Tanh", "Sigmoid", "LeakyReLU", "BatchNorm",
            "LocalResponseNorm", "Dropout", "Residual", "projection_shortcut", "resnet_block",
