@@ -13,16 +13,43 @@ from libc.stdlib cimport free, malloc
 cdef extern from "threads.h":
     int omp_get_max_threads() noexcept nogil
 
+# im2col.c: the vector copies of one image's im2col / col2im where they run
+# (minidl_im2col_vector), else the plain loops that the compiled kernels share
 cdef extern from "im2col.h":
     int MINIDL_IM2COL_SLACK
+    int minidl_im2col_vector(int sw, int OW) noexcept nogil
     void minidl_im2col_f32(const float* img, float* cols, int C, int H, int W,
-                           int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                           int kh, int kw, int sh, int ph, int pw, int dh, int dw,
                            int OH, int OW) noexcept nogil
-    long minidl_col2im_scratch(int C, int H, int W, int kh, int kw, int sw, int ph, int pw, int dw,
+    long minidl_col2im_scratch(int C, int H, int W, int kh, int kw, int ph, int pw, int dw,
                                int OW) noexcept nogil
     void minidl_col2im_f32(const float* cols, float* img, float* scratch, int C, int H, int W,
-                           int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                           int kh, int kw, int sh, int ph, int pw, int dh, int dw,
                            int OH, int OW) noexcept nogil
+
+from minidl.ops._im2col cimport col2im_image, im2col_image
+
+
+cdef inline void _im2col(bint vector, const float* img, float* cols, int c, int h, int w, int kh,
+                         int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                         int out_h, int out_w) noexcept nogil:
+    if vector:
+        minidl_im2col_f32(img, cols, c, h, w, kh, kw, sh, ph, pw, dh, dw, out_h, out_w)
+    else:
+        im2col_image(img, cols, 0, c, h, w, out_h * out_w, kh, kw, sh, sw, ph, pw, dh, dw,
+                     out_h, out_w)
+
+
+cdef inline void _col2im(bint vector, const float* cols, float* img, float* scratch, int c,
+                         int h, int w, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
+                         int dw, int out_h, int out_w) noexcept nogil:
+    """img += col2im(cols); img zeroed by the caller."""
+    if vector:
+        minidl_col2im_f32(cols, img, scratch, c, h, w, kh, kw, sh, ph, pw, dh, dw, out_h, out_w)
+    else:
+        col2im_image(cols, img, 0, c, h, w, out_h * out_w, kh, kw, sh, sw, ph, pw, dh, dw,
+                     out_h, out_w)
+
 
 cdef extern from "gemm.h":
     int minidl_sgemm_cpu_isas() noexcept nogil
@@ -86,8 +113,10 @@ def slack():
 
 
 def col2im_scratch(int c, int h, int w, int kh, int kw, int sw, int ph, int pw, int dw, int out_w):
-    """Floats of scratch the vectorised col2im of one image needs (0 if it needs none)."""
-    return minidl_col2im_scratch(c, h, w, kh, kw, sw, ph, pw, dw, out_w)
+    """Floats of scratch the vectorised col2im of one image needs (0 where the plain loops run)."""
+    if not minidl_im2col_vector(sw, out_w):
+        return 0
+    return minidl_col2im_scratch(c, h, w, kh, kw, ph, pw, dw, out_w)
 
 
 def max_threads():
@@ -122,14 +151,15 @@ def conv_forward_f32(const float[:, :, :, ::1] x, const float[:, ::1] wb,
     cdef Py_ssize_t n_img = x.shape[0], n
     cdef int n_f = wb.shape[0], k1 = wb.shape[1], p = out_h * out_w, t
     cdef float* block
+    cdef bint vector = minidl_im2col_vector(sw, out_w)
     cdef int mr = 0
     cdef float* wb_packed = _packed(n_f, p, k1, &wb[0, 0], k1, 1, &mr) if n_img else NULL
     try:
         for n in prange(n_img, nogil=True, schedule='static'):
             t = threadid()
             block = &work[t, 0]
-            minidl_im2col_f32(&x[n, 0, 0, 0], block + p, x.shape[1], x.shape[2], x.shape[3],
-                              kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+            _im2col(vector, &x[n, 0, 0, 0], block + p, x.shape[1], x.shape[2], x.shape[3],
+                    kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
             if wb_packed != NULL:
                 minidl_sgemm_serial_packed(n_f, p, k1, 1.0, &wb[0, 0], k1, 1, wb_packed, mr,
                                            block, p, 1, 0.0, &y[n, 0, 0], p)
@@ -161,6 +191,7 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
     cdef float* dcols
     cdef const float* g
     # w2d^T (K, F), read in place through its strides, packed once for all the images
+    cdef bint vector = minidl_im2col_vector(sw, out_w)
     cdef int mr = 0
     cdef float* wt_packed = _packed(k, p, n_f, &w2d[0, 0], 1, k, &mr) if n_img and need_input_grad else NULL
     try:
@@ -168,8 +199,8 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
             t = threadid()
             block = &work[t, 0]
             g = &grad_y[n, 0, 0]
-            minidl_im2col_f32(&x[n, 0, 0, 0], block + p, x.shape[1], x.shape[2], x.shape[3],
-                              kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+            _im2col(vector, &x[n, 0, 0, 0], block + p, x.shape[1], x.shape[2], x.shape[3],
+                    kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
             # (1+K, P) @ (P, F): G^T read in place through its strides
             minidl_sgemm_serial(k + 1, n_f, p, 1.0, block, p, 1, g, 1, p, 1.0, &grad_bwt[t, 0, 0], n_f)
             if need_input_grad:
@@ -180,8 +211,8 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
                                                g, p, 1, 0.0, dcols, p)
                 else:
                     minidl_sgemm_serial(k, p, n_f, 1.0, &w2d[0, 0], 1, k, g, p, 1, 0.0, dcols, p)
-                minidl_col2im_f32(dcols, &grad_x[n, 0, 0, 0], dcols + k * p, x.shape[1], x.shape[2],
-                                  x.shape[3], kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+                _col2im(vector, dcols, &grad_x[n, 0, 0, 0], dcols + k * p, x.shape[1], x.shape[2],
+                        x.shape[3], kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
     finally:
         free(wt_packed)
 

@@ -21,48 +21,9 @@
  * at the first call); it is compiled only by gcc/clang on x86-64 outside Windows, as gemm.c's
  * kernels are.
  */
+#include <stdlib.h>
+
 #include "im2col.h"
-
-/* ---- the plain loops (stride > 1 along the width, CPUs without AVX2, other compilers) ---- */
-static void im2col_plain(const float *img, float *cols, int C, int H, int W,
-                         int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                         int OH, int OW)
-{
-    long P = (long)OH * OW;
-    for (int c = 0; c < C; c++)
-        for (int i = 0; i < kh; i++)
-            for (int j = 0; j < kw; j++) {
-                float *row = cols + ((long)(c * kh + i) * kw + j) * P;
-                for (int oh = 0; oh < OH; oh++) {
-                    int h = oh * sh - ph + i * dh;
-                    for (int ow = 0; ow < OW; ow++) {
-                        int w = ow * sw - pw + j * dw;
-                        row[oh * OW + ow] = (h >= 0 && h < H && w >= 0 && w < W)
-                                                ? img[((long)c * H + h) * W + w] : 0.0f;
-                    }
-                }
-            }
-}
-
-static void col2im_plain(const float *cols, float *img, int C, int H, int W,
-                         int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                         int OH, int OW)
-{
-    long P = (long)OH * OW;
-    for (int c = 0; c < C; c++)
-        for (int i = 0; i < kh; i++)
-            for (int j = 0; j < kw; j++) {
-                const float *row = cols + ((long)(c * kh + i) * kw + j) * P;
-                for (int oh = 0; oh < OH; oh++) {
-                    int h = oh * sh - ph + i * dh;
-                    if (h < 0 || h >= H) continue;
-                    for (int ow = 0; ow < OW; ow++) {
-                        int w = ow * sw - pw + j * dw;
-                        if (w >= 0 && w < W) img[((long)c * H + h) * W + w] += row[oh * OW + ow];
-                    }
-                }
-            }
-}
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(_WIN32)
 #include <immintrin.h>
@@ -169,39 +130,56 @@ static int use_avx2(void)
 #define HAVE_X86_SIMD 0
 #endif
 
-void minidl_im2col_f32(const float *img, float *cols, int C, int H, int W,
-                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                       int OH, int OW)
+int minidl_im2col_vector(int sw, int OW)
 {
 #if HAVE_X86_SIMD
-    if (sw == 1 && OW <= 512 && use_avx2()) {
-        im2col_avx2(img, cols, C, H, W, kh, kw, sh, ph, pw, dh, dw, OH, OW);
-        return;
-    }
+    return sw == 1 && OW <= 512 && use_avx2();
+#else
+    (void)sw; (void)OW;
+    return 0;
 #endif
-    im2col_plain(img, cols, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW);
 }
 
-long minidl_col2im_scratch(int C, int H, int W, int kh, int kw, int sw, int ph, int pw, int dw,
-                           int OW)
-{
 #if HAVE_X86_SIMD
-    if (sw == 1 && use_avx2())
-        return (long)C * (H + 2 * ph) * padded_row_len(W, kw, pw, dw, OW);
-#endif
-    (void)C; (void)H; (void)W; (void)kh; (void)kw; (void)sw; (void)ph; (void)pw; (void)dw; (void)OW;
+void minidl_im2col_f32(const float *img, float *cols, int C, int H, int W,
+                       int kh, int kw, int sh, int ph, int pw, int dh, int dw, int OH, int OW)
+{
+    im2col_avx2(img, cols, C, H, W, kh, kw, sh, ph, pw, dh, dw, OH, OW);
+}
+
+long minidl_col2im_scratch(int C, int H, int W, int kh, int kw, int ph, int pw, int dw, int OW)
+{
+    (void)kh;
+    return (long)C * (H + 2 * ph) * padded_row_len(W, kw, pw, dw, OW);
+}
+
+void minidl_col2im_f32(const float *cols, float *img, float *scratch, int C, int H, int W,
+                       int kh, int kw, int sh, int ph, int pw, int dh, int dw, int OH, int OW)
+{
+    col2im_avx2(cols, img, scratch, C, H, W, kh, kw, sh, ph, pw, dh, dw, OH, OW);
+}
+#else
+/* No vector code on this platform: minidl_im2col_vector() is 0, so these are never called
+   (the caller runs the plain loops of _im2col.pxd instead). */
+void minidl_im2col_f32(const float *img, float *cols, int C, int H, int W,
+                       int kh, int kw, int sh, int ph, int pw, int dh, int dw, int OH, int OW)
+{
+    (void)img; (void)cols; (void)C; (void)H; (void)W; (void)kh; (void)kw; (void)sh; (void)ph;
+    (void)pw; (void)dh; (void)dw; (void)OH; (void)OW;
+    abort();
+}
+
+long minidl_col2im_scratch(int C, int H, int W, int kh, int kw, int ph, int pw, int dw, int OW)
+{
+    (void)C; (void)H; (void)W; (void)kh; (void)kw; (void)ph; (void)pw; (void)dw; (void)OW;
     return 0;
 }
 
 void minidl_col2im_f32(const float *cols, float *img, float *scratch, int C, int H, int W,
-                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                       int OH, int OW)
+                       int kh, int kw, int sh, int ph, int pw, int dh, int dw, int OH, int OW)
 {
-#if HAVE_X86_SIMD
-    if (sw == 1 && use_avx2()) {
-        col2im_avx2(cols, img, scratch, C, H, W, kh, kw, sh, ph, pw, dh, dw, OH, OW);
-        return;
-    }
-#endif
-    col2im_plain(cols, img, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW);
+    (void)cols; (void)img; (void)scratch; (void)C; (void)H; (void)W; (void)kh; (void)kw;
+    (void)sh; (void)ph; (void)pw; (void)dh; (void)dw; (void)OH; (void)OW;
+    abort();
 }
+#endif

@@ -5,19 +5,20 @@
 /* floats the caller leaves writable after a column block: the last row's 8-lane store may spill */
 #define MINIDL_IM2COL_SLACK 8
 
-/* cols (C*KH*KW, OH*OW) from img (C, H, W); every entry of cols is written */
+/* 1 if the vector code runs for this geometry here: stride 1 along the width, OW <= 512,
+   x86-64 with AVX2 (gcc/clang, not Windows). Otherwise the caller runs the plain loops
+   (minidl/ops/_im2col.pxd), the twins and oracles of the three functions below. */
+int minidl_im2col_vector(int sw, int OW);
+
+/* cols (C*KH*KW, OH*OW) from img (C, H, W), stride 1 along the width; every entry is written */
 void minidl_im2col_f32(const float *img, float *cols, int C, int H, int W,
-                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                       int OH, int OW);
+                       int kh, int kw, int sh, int ph, int pw, int dh, int dw, int OH, int OW);
 
-/* floats of scratch minidl_col2im_f32 needs for this geometry (0: it needs none) */
-long minidl_col2im_scratch(int C, int H, int W, int kh, int kw, int sw, int ph, int pw, int dw,
-                           int OW);
+/* floats of scratch minidl_col2im_f32 needs for this geometry */
+long minidl_col2im_scratch(int C, int H, int W, int kh, int kw, int ph, int pw, int dw, int OW);
 
-/* img (C, H, W) += the adjoint of im2col applied to cols (entries on the padding are dropped);
-   scratch: minidl_col2im_scratch(...) floats, or NULL if that is 0 */
+/* img (C, H, W) += the adjoint of im2col applied to cols (entries on the padding are dropped) */
 void minidl_col2im_f32(const float *cols, float *img, float *scratch, int C, int H, int W,
-                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                       int OH, int OW);
+                       int kh, int kw, int sh, int ph, int pw, int dh, int dw, int OH, int OW);
 
 #endif
