@@ -21,11 +21,9 @@
  * at the first call); it is compiled only by gcc/clang on x86-64 outside Windows, as gemm.c's
  * kernels are.
  */
-#include <stdlib.h>
-
 #include "im2col.h"
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(_WIN32)
+#if MINIDL_IM2COL_X86
 #include <immintrin.h>
 #include <string.h>
 #define HAVE_X86_SIMD 1
@@ -157,29 +155,5 @@ void minidl_col2im_f32(const float *cols, float *img, float *scratch, int C, int
                        int kh, int kw, int sh, int ph, int pw, int dh, int dw, int OH, int OW)
 {
     col2im_avx2(cols, img, scratch, C, H, W, kh, kw, sh, ph, pw, dh, dw, OH, OW);
-}
-#else
-/* No vector code on this platform: minidl_im2col_vector() is 0, so these are never called
-   (the caller runs the plain loops of _im2col.pxd instead). */
-void minidl_im2col_f32(const float *img, float *cols, int C, int H, int W,
-                       int kh, int kw, int sh, int ph, int pw, int dh, int dw, int OH, int OW)
-{
-    (void)img; (void)cols; (void)C; (void)H; (void)W; (void)kh; (void)kw; (void)sh; (void)ph;
-    (void)pw; (void)dh; (void)dw; (void)OH; (void)OW;
-    abort();
-}
-
-long minidl_col2im_scratch(int C, int H, int W, int kh, int kw, int ph, int pw, int dw, int OW)
-{
-    (void)C; (void)H; (void)W; (void)kh; (void)kw; (void)ph; (void)pw; (void)dw; (void)OW;
-    return 0;
-}
-
-void minidl_col2im_f32(const float *cols, float *img, float *scratch, int C, int H, int W,
-                       int kh, int kw, int sh, int ph, int pw, int dh, int dw, int OH, int OW)
-{
-    (void)cols; (void)img; (void)scratch; (void)C; (void)H; (void)W; (void)kh; (void)kw;
-    (void)sh; (void)ph; (void)pw; (void)dh; (void)dw; (void)OH; (void)OW;
-    abort();
 }
 #endif
