@@ -14,6 +14,7 @@ they compose with the random ones.
 
 Symbols: N batch, C channels, H W input size, OH OW output size, PH PW padding.
 """
+import abc
 import numbers
 
 import numpy as np
@@ -38,7 +39,7 @@ def _pair(value, what, who, minimum):
     return tuple(int(v) for v in items)
 
 
-class Transform:
+class Transform(abc.ABC):
     """A batch transform: ``transform(x, rng) -> x'``; subclasses write ``apply``."""
 
     random = False  # True if the transform draws from rng
@@ -53,8 +54,9 @@ class Transform:
                             f"got rng={rng!r}")
         return self.apply(x, rng)
 
+    @abc.abstractmethod
     def apply(self, x, rng):
-        raise NotImplementedError(f"{type(self).__name__} must define apply(x, rng)")
+        """x (N, C, H, W) -> the transformed batch; draws only from ``rng``."""
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())

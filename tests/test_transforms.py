@@ -295,3 +295,13 @@ def test_transforms_plug_into_the_trainer_and_resume_bit_for_bit(tmp_path):
     plain = Trainer(lenet5(rng=0), SoftmaxCrossEntropy(), SGD(0.01, momentum=0.9), batch_size=8, seed=5)
     plain.fit(x, y, epochs=2)
     assert not np.array_equal(plain.net.params()[0][1], straight.net.params()[0][1])
+
+
+def test_a_transform_without_apply_cannot_be_made():
+    from minidl.transforms import Transform
+
+    class Forgot(Transform):
+        pass
+
+    with pytest.raises(TypeError, match="apply"):
+        Forgot()
