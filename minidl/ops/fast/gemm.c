@@ -201,6 +201,14 @@ AVX512 static ALWAYS_INLINE void transpose16(__m512 r[16])
  *     dst[k*W + p] = src(p, k)   for p < np,      0 for np <= p < W.
  * Source element (p, k) is src[p*sp + k*sk]  (p = row of A / column of B).
  */
+/* General strides (neither p nor k contiguous in the source): one float at a time. */
+static void pack_panel_strided(int W, int np, int kc, const float *src, long sp, long sk, float *dst)
+{
+    for (int k = 0; k < kc; k++)
+        for (int p = 0; p < W; p++)
+            dst[(long)k * W + p] = p < np ? src[p * sp + k * sk] : 0.0f;
+}
+
 AVX512 static void pack_panel_512(int W, int np, int kc, const float *src, long sp, long sk,
                               float *dst)
 {
@@ -233,19 +241,7 @@ AVX512 static void pack_panel_512(int W, int np, int kc, const float *src, long 
                     dst[(long)k * W + p0 + i] = i < rows ? src[(p0 + i) * sp + k] : 0.0f;
         }
     } else {
-        /* general strides: scalar */
-        for (int k = 0; k < kc; k++)
-            for (int p = 0; p < W; p++)
-                dst[(long)k * W + p] = p < np ? src[p * sp + k * sk] : 0.0f;
-    }
-}
-
-/* Pack an mc x kc block of A as ceil(mc/MR) micro-panels of MR x kc. */
-AVX512 static void pack_A_512(int MR, int mc, int kc, const float *A, long rsa, long csa, float *Ap)
-{
-    for (int i = 0; i < mc; i += MR) {
-        int mr = mc - i < MR ? mc - i : MR;
-        pack_panel_512(MR, mr, kc, A + i * rsa, rsa, csa, Ap + (long)i * kc);
+        pack_panel_strided(W, np, kc, src, sp, sk, dst);
     }
 }
 
@@ -460,17 +456,7 @@ AVX2 static void pack_panel_256(int W, int np, int kc, const float *src, long sp
                     dst[(long)k * W + p0 + i] = i < rows ? src[(p0 + i) * sp + k] : 0.0f;
         }
     } else {
-        for (int k = 0; k < kc; k++)
-            for (int p = 0; p < W; p++)
-                dst[(long)k * W + p] = p < np ? src[p * sp + k * sk] : 0.0f;
-    }
-}
-
-AVX2 static void pack_A_256(int MR, int mc, int kc, const float *A, long rsa, long csa, float *Ap)
-{
-    for (int i = 0; i < mc; i += MR) {
-        int mr = mc - i < MR ? mc - i : MR;
-        pack_panel_256(MR, mr, kc, A + i * rsa, rsa, csa, Ap + (long)i * kc);
+        pack_panel_strided(W, np, kc, src, sp, sk, dst);
     }
 }
 
@@ -561,18 +547,27 @@ typedef void (*pack_fn)(int W, int n, int kc, const float *src, long rs, long cs
 typedef struct {
     int mr, nr;
     kernel_fn packed_a, direct_a;
-    pack_fn pack_a, pack_b;             /* pack_A / pack_B of the kernel's instruction set */
+    pack_fn pack_panel, pack_b;         /* pack_panel / pack_B of the kernel's instruction set */
     double speed;                       /* relative, measured on large problems */
 } kernel_t;
 
+/* Pack an mc x kc block of A as ceil(mc/MR) micro-panels of MR x kc. */
+static void pack_A(const kernel_t *kr, int mc, int kc, const float *A, long rsa, long csa, float *Ap)
+{
+    for (int i = 0; i < mc; i += kr->mr) {
+        int mr = mc - i < kr->mr ? mc - i : kr->mr;
+        kr->pack_panel(kr->mr, mr, kc, A + i * rsa, rsa, csa, Ap + (long)i * kc);
+    }
+}
+
 static const kernel_t KERNELS_AVX512[] = {
-    { 6, 32, kernel_6x32,  kernel_6x32_direct_a,  pack_A_512, pack_B_512, 1.0  },
-    {16, 16, kernel_16x16, kernel_16x16_direct_a, pack_A_512, pack_B_512, 0.85 },
+    { 6, 32, kernel_6x32,  kernel_6x32_direct_a,  pack_panel_512, pack_B_512, 1.0  },
+    {16, 16, kernel_16x16, kernel_16x16_direct_a, pack_panel_512, pack_B_512, 0.85 },
 };
 
 static const kernel_t KERNELS_AVX2[] = {
-    { 6, 16, kernel_avx2_6x16, kernel_avx2_6x16_direct_a, pack_A_256, pack_B_256, 1.0  },
-    { 4, 24, kernel_avx2_4x24, kernel_avx2_4x24_direct_a, pack_A_256, pack_B_256, 0.95 },
+    { 6, 16, kernel_avx2_6x16, kernel_avx2_6x16_direct_a, pack_panel_256, pack_B_256, 1.0  },
+    { 4, 24, kernel_avx2_4x24, kernel_avx2_4x24_direct_a, pack_panel_256, pack_B_256, 0.95 },
 };
 
 /* Indexed by MINIDL_ISA_*: the kernels of each instruction set. */
@@ -696,7 +691,7 @@ static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alpha,
                 if (Apre)                               /* packed once by the caller */
                     Ap_blk = (float *)Apre + Mpad * pc + (long)ic * kc;
                 else if (!direct_a)
-                    kr->pack_a(MR, mc, kc, Ablk, rsa, csa, Ap);
+                    pack_A(kr, mc, kc, Ablk, rsa, csa, Ap);
                 for (int jr = 0; jr < nc; jr += NR) {
                     int nr = nc - jr < NR ? nc - jr : NR;
                     const float *b = Bp + (long)jr * kc;
@@ -716,7 +711,7 @@ static void sgemm_seq(const kernel_t *kr, int M, int N, int K, float alpha,
                             a = Ablk + ir * rsa;
                             fn = kr->direct_a;
                         } else if (direct_a) {          /* ragged last panel: pack it */
-                            kr->pack_a(MR, mr, kc, Ablk + ir * rsa, rsa, csa, Ap);
+                            pack_A(kr, mr, kc, Ablk + ir * rsa, rsa, csa, Ap);
                             a = Ap;
                         }
                         fn(kc, a, rsa, b, ldb, C + (ic + ir) * rsc + jc + jr, rsc,
@@ -781,7 +776,7 @@ int minidl_sgemm_pack_a(int M, int N, int K, const float *A, long rsa, long csa,
         int kc = K - pc < BLK_KC ? K - pc : BLK_KC;
         for (int ic = 0; ic < M; ic += MC) {
             int mc = M - ic < MC ? M - ic : MC;
-            kr->pack_a(MR, mc, kc, A + ic * rsa + pc * csa, rsa, csa, Apre + Mpad * pc + (long)ic * kc);
+            pack_A(kr, mc, kc, A + ic * rsa + pc * csa, rsa, csa, Apre + Mpad * pc + (long)ic * kc);
         }
     }
     return MR;
