@@ -183,6 +183,104 @@ def test_fast_conv_agrees_with_the_plain_path_on_the_lab_shapes(isa, rng, shape,
         assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
 
 
+# ------------------------------------- sparse.c: the weight gradient of a sparse dL/dy
+requires_sparse = pytest.mark.skipif(
+    not (fast.available(np.float32) and fast._fast.sparse_ok(1, 1, 1, 1, 5)),
+    reason="sparse.c does not run here (x86-64 with AVX2+FMA, gcc/clang, not Windows)")
+
+# (N, C, H, W), (KH, KW), (PH, PW); stride and dilation 1. The kernel rows C*KH are chosen
+# so that sparse.c's row blocks of 8, 4 and 1 all run: 16, 13 = 8+4+1, 7 = 4+1+1+1, 3, 1.
+SPARSE_CASES = [
+    ((3, 4, 9, 10), (4, 3), (1, 2)),      # C*KH = 16
+    ((2, 13, 6, 7), (1, 5), (0, 2)),      # 13
+    ((2, 7, 5, 12), (1, 8), (0, 7)),      # 7; KW = 8, every lane used
+    ((3, 1, 11, 6), (3, 1), (1, 0)),      # 3; KW = 1
+    ((2, 1, 4, 3), (1, 2), (3, 4)),       # 1; padding wider than the image
+    ((2, 2, 8, 8), (5, 5), (0, 0)),       # no padding: OH, OW < H, W
+    ((1, 3, 5, 17), (2, 6), (4, 1)),      # more padding on top than the kernel is high
+]
+
+
+def _sparse_grad(rng, shape, density):
+    """dL/dy with about this fraction of non-zero entries, a different count per image."""
+    values = rng.standard_normal(shape).astype(np.float32)
+    keep = rng.random(shape) < density * rng.uniform(0.5, 1.0, size=(shape[0],) + (1,) * (len(shape) - 1))
+    return values * keep
+
+
+@requires_sparse
+@pytest.mark.parametrize("shape,kernel,padding", SPARSE_CASES,
+                         ids=[f"x{s}-k{k}-p{p}".replace(" ", "") for s, k, p in SPARSE_CASES])
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.25])
+def test_sparse_weight_gradient_matches_the_naive_loops(rng, monkeypatch, shape, kernel, padding, density):
+    """Every image below the threshold goes through sparse.c: its weight and bias gradients
+    against the naive loops (the oracle), the input gradient untouched (the dense product)."""
+    monkeypatch.setattr(fast, "SPARSE_MIN_ROWS", 1)
+    monkeypatch.setattr(fast, "SPARSE_BELOW", 0.3)
+    f = 5
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((f, shape[1], *kernel)).astype(np.float32)
+    oh = shape[2] + 2 * padding[0] - kernel[0] + 1
+    ow = shape[3] + 2 * padding[1] - kernel[1] + 1
+    g = _sparse_grad(rng, (shape[0], f, oh, ow), density)
+    below = fast._sparse_args(shape[1], w, fast._geometry(shape, w.shape, (1, 1), padding, (1, 1))[0], 2)[0]
+    assert (np.count_nonzero(g.reshape(len(g), -1), axis=1) <= below).all()   # sparse.c takes them all
+    want = naive.conv_backward(x, w, g, (1, 1), padding, (1, 1))
+    for need_input_grad in (True, False):
+        got = fast.conv_backward(x, w, g, (1, 1), padding, (1, 1), need_input_grad=need_input_grad)
+        for a, b in zip(got, want):
+            if a is not None:
+                np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+@requires_sparse
+def test_a_batch_mixing_sparse_and_dense_images_sums_both(rng, monkeypatch):
+    """Images above the threshold take the dense product, the others sparse.c; the gradients
+    of the two kinds are added together."""
+    monkeypatch.setattr(fast, "SPARSE_MIN_ROWS", 1)
+    x = rng.standard_normal((6, 3, 7, 9)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((6, 4, 7, 9)).astype(np.float32)
+    g[::2] *= rng.random(g[::2].shape) < 0.1            # images 0, 2, 4 sparse; 1, 3, 5 dense
+    want = naive.conv_backward(x, w, g, (1, 1), (1, 1), (1, 1))
+    for got, expected in zip(fast.conv_backward(x, w, g, (1, 1), (1, 1), (1, 1)), want):
+        np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5)
+    monkeypatch.setattr(fast, "SPARSE_BELOW", 0)           # all dense: the same gradients
+    for got, expected in zip(fast.conv_backward(x, w, g, (1, 1), (1, 1), (1, 1)), want):
+        np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5)
+
+
+@requires_sparse
+def test_the_lab_networks_conv2_gradient_after_pool_and_relu(rng):
+    """conv2 -> MaxPool -> ReLU as in the lab network: the dL/dy the convolution receives is
+    10-25% non-zero, sparse.c gathers dL/dW and dL/db, and they agree with Conv's plain path
+    in float64."""
+    from minidl.layers import MaxPool
+    conv32 = Conv(16, 32, 5, padding=2, dtype=np.float32, rng=0)
+    conv64 = Conv(16, 32, 5, padding=2, dtype=np.float64, rng=0)
+    conv32.bias[...] = rng.standard_normal(32)
+    conv64.weights[...], conv64.bias[...] = conv32.weights, conv32.bias
+    x = rng.standard_normal((20, 16, 14, 14)).astype(np.float32)
+    pool, relu = MaxPool(2), ReLU()
+    h = relu.forward(pool.forward(conv32.forward(x)))
+    g = pool.backward_inputs(relu.backward_inputs(rng.standard_normal(h.shape).astype(np.float32)))
+    below = fast._sparse_args(16, conv32.weights, fast._geometry(x.shape, (32, 16, 5, 5), (1, 1), (2, 2),
+                                                                  (1, 1))[0], 2)[0]
+    assert 0 < below and (np.count_nonzero(g.reshape(20, -1), axis=1) <= below).all()  # all sparse
+    conv64.forward(x.astype(np.float64))
+    grad_x, pairs = conv32.backprop(g)
+    grad_x64, pairs64 = conv64.backprop(g.astype(np.float64))
+    for got, want in [(grad_x, grad_x64)] + [(a, b) for (_, a), (_, b) in zip(pairs, pairs64)]:
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+@requires_sparse
+def test_count_nonzero_counts_nan_and_not_negative_zero():
+    g = np.array([0.0, -0.0, 1.0, np.nan, -2.0, np.inf, 0.0], dtype=np.float32)
+    assert fast._fast.count_nonzero(g) == 4 == np.count_nonzero(g)
+    assert fast._fast.count_nonzero(np.zeros(0, dtype=np.float32)) == 0
+
+
 # ------------------------------------------------------------------ switches
 def test_the_fast_path_runs_for_float32_only():
     assert not fast.available(np.float64)

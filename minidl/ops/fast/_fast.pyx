@@ -51,6 +51,16 @@ cdef inline void _col2im(bint vector, const float* cols, float* img, float* scra
                      out_h, out_w)
 
 
+# sparse.c: a convolution's weight gradient visiting only the non-zero entries of dL/dy
+cdef extern from "sparse.h":
+    int minidl_conv_sparse_ok(int sh, int sw, int dh, int dw, int kw) noexcept nogil
+    long minidl_count_nonzero(const float* g, long n) noexcept nogil
+    long minidl_conv_sparse_scratch(int C, int kh, int OH, int OW) noexcept nogil
+    void minidl_conv_weight_grad_sparse(const float* x, const float* g, float* dw8, float* db,
+                                        float* scratch, int C, int H, int W, int F, int kh, int ph,
+                                        int pw, int OH, int OW) noexcept nogil
+
+
 cdef extern from "gemm.h":
     int minidl_sgemm_cpu_isas() noexcept nogil
     int minidl_sgemm_isa() noexcept nogil
@@ -119,6 +129,21 @@ def col2im_scratch(int c, int h, int w, int kh, int kw, int sw, int ph, int pw, 
     return minidl_col2im_scratch(c, h, w, kh, kw, ph, pw, dw, out_w)
 
 
+def sparse_ok(int sh, int sw, int dh, int dw, int kw):
+    """1 if sparse.c's weight gradient runs for this geometry on this machine."""
+    return minidl_conv_sparse_ok(sh, sw, dh, dw, kw)
+
+
+def sparse_scratch(int c, int kh, int out_h, int out_w):
+    """Floats of scratch one thread needs for sparse.c's weight gradient."""
+    return minidl_conv_sparse_scratch(c, kh, out_h, out_w)
+
+
+def count_nonzero(const float[::1] g):
+    """The number of non-zero entries of g (sparse.c's count; NaN counts)."""
+    return minidl_count_nonzero(&g[0], g.shape[0]) if g.shape[0] else 0
+
+
 def max_threads():
     """Threads an OpenMP loop uses (omp_get_max_threads): the number of work blocks to allocate."""
     return omp_get_max_threads()
@@ -174,7 +199,9 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
                       float[:, :, ::1] grad_bwt, float[:, ::1] work, float[:, ::1] work2,
                       bint need_input_grad,
                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                      int out_h, int out_w):
+                      int out_h, int out_w,
+                      long sparse_below=-1, float[:, :, ::1] grad_w8=None, float[:, ::1] grad_b=None,
+                      float[:, ::1] work3=None):
     """Per image n, with X = [1; im2col(x[n])] (1+K, P) and G = grad_y[n] (F, P):
 
         grad_bwt[t] += X @ G^T   (1+K, F): row 0 the bias gradient (G summed over P),
@@ -184,6 +211,10 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
     work as in conv_forward_f32 (its ones row written by the caller); work2 (threads,
     K*P + col2im_scratch(...)) holds each thread's W^T G and col2im's scratch; grad_bwt
     (threads, 1+K, F) starts at zero, and the caller sums it over threads.
+
+    An image whose G has at most ``sparse_below`` non-zero entries (-1: none does) has its
+    weight and bias gradients gathered by sparse.c instead, in grad_w8[t] (F, C*KH*8) and
+    grad_b[t] (F,), with work3 (threads, sparse_scratch(...)) as scratch.
     """
     cdef Py_ssize_t n_img = x.shape[0], n
     cdef int n_f = w2d.shape[0], k = w2d.shape[1], p = out_h * out_w, t
@@ -199,10 +230,15 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
             t = threadid()
             block = &work[t, 0]
             g = &grad_y[n, 0, 0]
-            _im2col(vector, &x[n, 0, 0, 0], block + p, x.shape[1], x.shape[2], x.shape[3],
-                    kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
-            # (1+K, P) @ (P, F): G^T read in place through its strides
-            minidl_sgemm_serial(k + 1, n_f, p, 1.0, block, p, 1, g, 1, p, 1.0, &grad_bwt[t, 0, 0], n_f)
+            if sparse_below >= 0 and minidl_count_nonzero(g, n_f * p) <= sparse_below:
+                minidl_conv_weight_grad_sparse(&x[n, 0, 0, 0], g, &grad_w8[t, 0, 0], &grad_b[t, 0],
+                                               &work3[t, 0], x.shape[1], x.shape[2], x.shape[3],
+                                               n_f, kh, ph, pw, out_h, out_w)
+            else:
+                _im2col(vector, &x[n, 0, 0, 0], block + p, x.shape[1], x.shape[2], x.shape[3],
+                        kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+                # (1+K, P) @ (P, F): G^T read in place through its strides
+                minidl_sgemm_serial(k + 1, n_f, p, 1.0, block, p, 1, g, 1, p, 1.0, &grad_bwt[t, 0, 0], n_f)
             if need_input_grad:
                 dcols = &work2[t, 0]
                 # (K, F) @ (F, P)
