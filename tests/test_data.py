@@ -732,3 +732,17 @@ def test_one_hot():
         one_hot([4], 4)
     with pytest.raises(TypeError):
         one_hot([0.5], 4)
+
+
+def test_pixel_stats_counts_every_block_of_images(rng):
+    """pixel_stats counts a block of about a million pixels at a time: on 3,000 MNIST-sized
+    images (three blocks and a ragged one) and on one channel of colour images (a strided
+    view), its exact mean and standard deviation agree with float64 NumPy's."""
+    from minidl.data.dataset import pixel_stats
+    grey = rng.integers(0, 256, size=(3000, 28, 28), dtype=np.uint8)
+    colour = rng.integers(0, 256, size=(400, 3, 32, 32), dtype=np.uint8)
+    for images in (grey, colour[:, 1], grey[:1]):
+        mean, std = pixel_stats(images)
+        pixels = images.astype(np.float64) / 255
+        assert mean == pytest.approx(pixels.mean(), rel=1e-12)
+        assert std == pytest.approx(pixels.std(), rel=1e-12)
