@@ -185,7 +185,7 @@ def test_fast_conv_agrees_with_the_plain_path_on_the_lab_shapes(isa, rng, shape,
 
 # ------------------------------------- sparse.c: the weight gradient of a sparse dL/dy
 requires_sparse = pytest.mark.skipif(
-    not (fast.available(np.float32) and fast._fast.sparse_ok(1, 1, 1, 1, 5)),
+    not (fast.available(np.float32) and fast._fast.sparse_ok(1, 1, 1, 1)),
     reason="sparse.c does not run here (x86-64 with AVX2+FMA, gcc/clang, not Windows)")
 
 # (N, C, H, W), (KH, KW), (PH, PW); stride and dilation 1. The kernel rows C*KH are chosen
@@ -215,7 +215,7 @@ def _sparse_grad(rng, shape, density):
 def test_sparse_weight_gradient_matches_the_naive_loops(rng, monkeypatch, shape, kernel, padding, density):
     """Every image below the threshold goes through sparse.c: its weight and bias gradients
     against the naive loops (the oracle), the input gradient untouched (the dense product)."""
-    monkeypatch.setattr(fast, "SPARSE_MIN_ROWS", 1)
+    monkeypatch.setattr(fast, "SPARSE_MIN_CHANNELS", 1)
     monkeypatch.setattr(fast, "SPARSE_BELOW", 0.3)
     f = 5
     x = rng.standard_normal(shape).astype(np.float32)
@@ -237,7 +237,7 @@ def test_sparse_weight_gradient_matches_the_naive_loops(rng, monkeypatch, shape,
 def test_a_batch_mixing_sparse_and_dense_images_sums_both(rng, monkeypatch):
     """Images above the threshold take the dense product, the others sparse.c; the gradients
     of the two kinds are added together."""
-    monkeypatch.setattr(fast, "SPARSE_MIN_ROWS", 1)
+    monkeypatch.setattr(fast, "SPARSE_MIN_CHANNELS", 1)
     x = rng.standard_normal((6, 3, 7, 9)).astype(np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     g = rng.standard_normal((6, 4, 7, 9)).astype(np.float32)

@@ -216,8 +216,8 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
     One pass over the images computes all three (the first two as one product,
     [1; X] @ G^T); ``need_input_grad=False`` skips the last (the first layer of a
     network needs no input gradient). For an image whose G is mostly zero (after a
-    max pool and a ReLU), sparse.c computes the first two from G's non-zero entries
-    alone (``SPARSE_BELOW``, ``SPARSE_MIN_ROWS``).
+    max pool and a ReLU), sparse.c computes all three from G's non-zero entries
+    alone (``SPARSE_BELOW``, ``SPARSE_MIN_CHANNELS``).
     """
     _require(x.dtype, "conv_backward")
     geometry, f, k, p = _geometry(x.shape, weights.shape, stride, padding, dilation)
@@ -238,32 +238,38 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
                             *sparse)
     total = grad_bwt.sum(axis=0)
     grad_w, grad_b = total[1:].T.reshape(weights.shape), total[0]
-    if sparse[0] >= 0:          # add what the sparse images gathered (8 lanes per kernel row)
-        (_, grad_w8, grad_b8, _), (c, kh, kw) = sparse, weights.shape[1:]
-        grad_w += grad_w8.sum(axis=0).reshape(f, c, kh, 8)[..., :kw]
-        grad_b += grad_b8.sum(axis=0)
+    if sparse[0] >= 0:          # add what the sparse images gathered, back from channels last
+        (_, _, grad_wq, grad_bq, _), (c, kh, kw) = sparse, weights.shape[1:]
+        blocks = grad_wq.sum(axis=0).reshape(f, -1, kh, kw, 8)
+        grad_w += blocks.transpose(0, 1, 4, 2, 3).reshape(f, -1, kh, kw)[:, :c]
+        grad_b += grad_bq.sum(axis=0)
     return (grad_x if need_input_grad else None), grad_w, grad_b
 
 
-#: conv_backward has sparse.c gather the weight gradient of an image whose dL/dy has at
-#: most this fraction of non-zero entries (after a max pool and a ReLU, 10-20%); 0 turns it off
+#: conv_backward takes sparse.c for an image whose dL/dy has at most this fraction of
+#: non-zero entries (after a max pool and a ReLU, 10-20%); 0 turns it off
 SPARSE_BELOW = 0.3
-#: ... if the kernel has at least this many rows (C*KH): with fewer (a first layer on grey
-#: images), listing the non-zero entries costs more than it saves (the lab network's conv1,
-#: C*KH = 5: 0.31 ms dense, 0.47 ms sparse for a batch of 50)
-SPARSE_MIN_ROWS = 16
+#: ... if the convolution has at least this many input channels: sparse.c works on 8
+#: channels at a time, and with fewer (a first layer on grey images) it is slower than
+#: the dense product
+SPARSE_MIN_CHANNELS = 8
 
 
 def _sparse_args(c, weights, geometry, threads):
-    """conv_backward_f32's sparse arguments: (-1, None, None, None) when sparse.c does not run
-    (it runs for stride 1, dilation 1, KW <= 8, on x86-64 with AVX2)."""
+    """conv_backward_f32's sparse arguments, or (-1, None, None, None, None) when sparse.c
+    does not run (it runs for stride 1 and dilation 1 on x86-64 with AVX2): the count of
+    non-zero entries, the weights with channels last in blocks of 8, the gradients' blocks
+    and the scratch per thread."""
     kh, kw, sh, sw, ph, pw, dh, dw, oh, ow = geometry
-    if SPARSE_BELOW <= 0 or c * kh < SPARSE_MIN_ROWS or not _fast.sparse_ok(sh, sw, dh, dw, kw):
-        return (-1, None, None, None)
-    f = weights.shape[0]
-    return (int(SPARSE_BELOW * f * oh * ow), np.zeros((threads, f, c * kh * 8), dtype=np.float32),
+    if SPARSE_BELOW <= 0 or c < SPARSE_MIN_CHANNELS or not _fast.sparse_ok(sh, sw, dh, dw):
+        return (-1, None, None, None, None)
+    f, blocks = weights.shape[0], -(-c // 8)
+    wq = np.zeros((f, blocks * 8, kh, kw), dtype=np.float32)
+    wq[:, :c] = weights
+    wq = np.ascontiguousarray(wq.reshape(f, blocks, 8, kh, kw).transpose(0, 1, 3, 4, 2)).reshape(f, -1)
+    return (int(SPARSE_BELOW * f * oh * ow), wq, np.zeros((threads,) + wq.shape, dtype=np.float32),
             np.zeros((threads, f), dtype=np.float32),
-            np.empty((threads, _fast.sparse_scratch(c, kh, oh, ow)), dtype=np.float32))
+            np.empty((threads, _fast.sparse_scratch(c, f, kh, kw, oh, ow)), dtype=np.float32))
 
 
 # ------------------------------------------------- max pool, 2x2 window, stride 2

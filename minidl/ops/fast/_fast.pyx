@@ -51,14 +51,14 @@ cdef inline void _col2im(bint vector, const float* cols, float* img, float* scra
                      out_h, out_w)
 
 
-# sparse.c: a convolution's weight gradient visiting only the non-zero entries of dL/dy
+# sparse.c: a convolution's backward visiting only the non-zero entries of dL/dy
 cdef extern from "sparse.h":
-    int minidl_conv_sparse_ok(int sh, int sw, int dh, int dw, int kw) noexcept nogil
+    int minidl_conv_sparse_ok(int sh, int sw, int dh, int dw) noexcept nogil
     long minidl_count_nonzero(const float* g, long n) noexcept nogil
-    long minidl_conv_sparse_scratch(int C, int kh, int OH, int OW) noexcept nogil
-    void minidl_conv_weight_grad_sparse(const float* x, const float* g, float* dw8, float* db,
-                                        float* scratch, int C, int H, int W, int F, int kh, int ph,
-                                        int pw, int OH, int OW) noexcept nogil
+    long minidl_conv_sparse_scratch(int C, int F, int kh, int kw, int OH, int OW) noexcept nogil
+    void minidl_conv_backward_sparse(const float* x, const float* g, const float* wq, float* dwq,
+                                     float* db, float* gx, float* scratch, int C, int H, int W,
+                                     int F, int kh, int kw, int ph, int pw, int OH, int OW) noexcept nogil
 
 
 cdef extern from "gemm.h":
@@ -129,14 +129,14 @@ def col2im_scratch(int c, int h, int w, int kh, int kw, int sw, int ph, int pw, 
     return minidl_col2im_scratch(c, h, w, kh, kw, ph, pw, dw, out_w)
 
 
-def sparse_ok(int sh, int sw, int dh, int dw, int kw):
-    """1 if sparse.c's weight gradient runs for this geometry on this machine."""
-    return minidl_conv_sparse_ok(sh, sw, dh, dw, kw)
+def sparse_ok(int sh, int sw, int dh, int dw):
+    """1 if sparse.c's backward runs for this geometry on this machine."""
+    return minidl_conv_sparse_ok(sh, sw, dh, dw)
 
 
-def sparse_scratch(int c, int kh, int out_h, int out_w):
-    """Floats of scratch one thread needs for sparse.c's weight gradient."""
-    return minidl_conv_sparse_scratch(c, kh, out_h, out_w)
+def sparse_scratch(int c, int f, int kh, int kw, int out_h, int out_w):
+    """Floats of scratch one thread needs for sparse.c's backward."""
+    return minidl_conv_sparse_scratch(c, f, kh, kw, out_h, out_w)
 
 
 def count_nonzero(const float[::1] g):
@@ -200,8 +200,8 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
                       bint need_input_grad,
                       int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                       int out_h, int out_w,
-                      long sparse_below=-1, float[:, :, ::1] grad_w8=None, float[:, ::1] grad_b=None,
-                      float[:, ::1] work3=None):
+                      long sparse_below=-1, const float[:, ::1] wq=None, float[:, :, ::1] grad_wq=None,
+                      float[:, ::1] grad_b=None, float[:, ::1] work3=None):
     """Per image n, with X = [1; im2col(x[n])] (1+K, P) and G = grad_y[n] (F, P):
 
         grad_bwt[t] += X @ G^T   (1+K, F): row 0 the bias gradient (G summed over P),
@@ -212,9 +212,10 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
     K*P + col2im_scratch(...)) holds each thread's W^T G and col2im's scratch; grad_bwt
     (threads, 1+K, F) starts at zero, and the caller sums it over threads.
 
-    An image whose G has at most ``sparse_below`` non-zero entries (-1: none does) has its
-    weight and bias gradients gathered by sparse.c instead, in grad_w8[t] (F, C*KH*8) and
-    grad_b[t] (F,), with work3 (threads, sparse_scratch(...)) as scratch.
+    An image whose G has at most ``sparse_below`` non-zero entries (-1: none does) takes
+    sparse.c instead: its weight and bias gradients go to grad_wq[t] (F, Cb*KH*KW*8, the
+    layout of wq, the weights with channels last in blocks of 8) and grad_b[t] (F,), its
+    input gradient overwrites grad_x[n]; work3 (threads, sparse_scratch(...)) is scratch.
     """
     cdef Py_ssize_t n_img = x.shape[0], n
     cdef int n_f = w2d.shape[0], k = w2d.shape[1], p = out_h * out_w, t
@@ -231,14 +232,15 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
             block = &work[t, 0]
             g = &grad_y[n, 0, 0]
             if sparse_below >= 0 and minidl_count_nonzero(g, n_f * p) <= sparse_below:
-                minidl_conv_weight_grad_sparse(&x[n, 0, 0, 0], g, &grad_w8[t, 0, 0], &grad_b[t, 0],
-                                               &work3[t, 0], x.shape[1], x.shape[2], x.shape[3],
-                                               n_f, kh, ph, pw, out_h, out_w)
-            else:
-                _im2col(vector, &x[n, 0, 0, 0], block + p, x.shape[1], x.shape[2], x.shape[3],
-                        kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
-                # (1+K, P) @ (P, F): G^T read in place through its strides
-                minidl_sgemm_serial(k + 1, n_f, p, 1.0, block, p, 1, g, 1, p, 1.0, &grad_bwt[t, 0, 0], n_f)
+                minidl_conv_backward_sparse(&x[n, 0, 0, 0], g, &wq[0, 0], &grad_wq[t, 0, 0], &grad_b[t, 0],
+                                            &grad_x[n, 0, 0, 0] if need_input_grad else NULL,
+                                            &work3[t, 0], x.shape[1], x.shape[2], x.shape[3], n_f,
+                                            kh, kw, ph, pw, out_h, out_w)
+                continue
+            _im2col(vector, &x[n, 0, 0, 0], block + p, x.shape[1], x.shape[2], x.shape[3],
+                    kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
+            # (1+K, P) @ (P, F): G^T read in place through its strides
+            minidl_sgemm_serial(k + 1, n_f, p, 1.0, block, p, 1, g, 1, p, 1.0, &grad_bwt[t, 0, 0], n_f)
             if need_input_grad:
                 dcols = &work2[t, 0]
                 # (K, F) @ (F, P)

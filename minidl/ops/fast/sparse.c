@@ -1,35 +1,44 @@
 /*
- * sparse.c -- a convolution's weight and bias gradients for one float32 image, visiting
- * only the non-zero entries of dL/dy.
+ * sparse.c -- a convolution's backward for one float32 image, visiting only the non-zero
+ * entries of dL/dy.
  *
  * Why: in the labs' networks a convolution is followed by a max pool and a ReLU. The pool's
  * backward puts each window's gradient on its one winner and zeros elsewhere (3 zeros in 4
  * for a 2x2 pool), and the ReLU zeros it wherever the pooled value was negative: 80-90% of
- * the dL/dy a convolution receives is exactly zero. The dense backward (im2col, then
- * dW += G X^T) multiplies all of it.
+ * the dL/dy a convolution receives is exactly zero. The dense backward (im2col, dW += G X^T,
+ * dX = col2im(W^T G)) multiplies all of it.
  *
  * The math, for stride 1 and dilation 1, with xp the input padded with zeros
  * (xp[c, oh + i, ow + j] = x[c, oh + i - PH, ow + j - PW]) and p = (oh, ow):
  *
- *     dL/dW[f, c, i, j] = sum_p g[f, p] xp[c, oh + i, ow + j]        dL/db[f] = sum_p g[f, p]
+ *     dL/dW[f, c, i, j]              = sum_p g[f, p] xp[c, oh + i, ow + j]
+ *     dL/db[f]                       = sum_p g[f, p]
+ *     dL/dxp[c, oh + i, ow + j]     += sum_f g[f, p] W[f, c, i, j]        for every p
  *
- * A term with g[f, p] = 0 adds nothing, so for each filter f the code lists its non-zero
- * (p, g) and, for each kernel row (c, i), sums g times the 8 floats xp[c, oh + i, ow : ow + 8]
- * into an 8-lane accumulator: lanes j < KW are dL/dW[f, c, i, j]; lanes j >= KW read the
- * next pixels and are dropped by the caller (dw8 keeps 8 lanes per kernel row). The work is
- * proportional to the number of non-zero entries times C*KH.
+ * A term with g[f, p] = 0 adds nothing, so only the non-zero ones are visited. The image and
+ * its gradient are held channels-last, 8 channels to a 32-byte cell: xq[cb, r, s, l] =
+ * xp[8 cb + l, r, s], and the kernel likewise, wq[f, cb, i, j, l] = W[f, 8 cb + l, i, j]. A
+ * "unit" u = (cb, i, j) is one such cell of the kernel. Then each term above is one 8-lane
+ * multiply-add on whole cells:
  *
- * The sums run over p in the same order as the dense product's, skipping zeros; the results
- * agree with it to float32 rounding. tests/test_fast.py checks them against the dense fast
- * path and the plain NumPy convolution on awkward shapes and densities.
+ *   - dW: for each filter f, the list of its non-zero (p, g); for each unit u, the sum over
+ *     the list of g times xq's cell under u at p, in a register (12 units at a time).
+ *   - dX: for each position p, the list of its non-zero (f, g); for each unit u, the sum
+ *     over the list of g times wq[f, u] in a register, then added to dxq's cell under u.
  *
- * The input gradient stays dense (W^T G, then col2im): a sparse version (the kernel rows of
- * each non-zero g added into a padded dL/dx) was measured no faster on the lab network.
+ * The work is proportional to the number of non-zero entries times the units (C/8 * KH*KW).
+ * Channels past C are zero in wq and xq; with fewer than 8 channels lanes are wasted, and
+ * the caller keeps such layers (a first layer on grey images) on the dense path.
+ *
+ * The sums run in another order than the dense products': the results agree with them to
+ * float32 rounding, not bit for bit. tests/test_fast.py checks them against the naive loops
+ * on awkward shapes (every block size, several channel blocks, padding wider than the
+ * kernel), densities, and batches mixing sparse and dense images.
  *
  * The code uses the compilers' 8-float vector type with an AVX2+FMA target attribute and
  * runs only if the CPU has both; it is compiled by gcc/clang on x86-64 outside Windows,
  * as gemm.c's kernels are. Elsewhere minidl_conv_sparse_ok() says no and the dense
- * product runs.
+ * backward runs.
  */
 #include "sparse.h"
 
@@ -41,8 +50,11 @@ long minidl_count_nonzero(const float *g, long n)
 }
 
 #if MINIDL_SPARSE_X86
+#include <stdint.h>
 #include <string.h>
 #define AVX2 __attribute__((target("avx2,fma")))
+#define LANES 8                         /* channels per vector: one 8-float AVX2 register */
+#define BLOCK 12                        /* units summed at once, in registers */
 
 typedef float v8f __attribute__((vector_size(32)));
 
@@ -59,119 +71,194 @@ static int use_avx2(void)
     return answer;
 }
 
-/* The padded planes: the rows the convolution reads (OH + KH - 1), and OW + 7 columns, so
-   that an 8-lane access at any output column ow < OW stays inside its row. */
-static inline int padded_rows(int kh, int OH) { return OH + kh - 1; }
-static inline int padded_cols(int OW) { return OW + 7; }
+/* The geometry of the channels-last planes: the rows and columns the convolution reads. */
+typedef struct {
+    int C, H, W, F, kh, kw, ph, pw, OH, OW;
+    int Cb, Hp, Wp, U, P;                   /* channel blocks, padded size, units, positions */
+} Geometry;
 
-long minidl_conv_sparse_scratch(int C, int kh, int OH, int OW)
+static Geometry geometry(int C, int H, int W, int F, int kh, int kw, int ph, int pw, int OH, int OW)
 {
-    long plane = (long)padded_rows(kh, OH) * padded_cols(OW), P = (long)OH * OW;
-    /* xp, then the list of one filter's non-zero entries (P values, P offsets), then the
-       offset of each kernel row in xp; the ints are stored in float-sized cells */
-    return C * plane + 2 * P + (long)C * kh;
+    Geometry q = {C, H, W, F, kh, kw, ph, pw, OH, OW, 0, 0, 0, 0, 0};
+    q.Cb = (C + LANES - 1) / LANES;
+    q.Hp = OH + kh - 1;
+    q.Wp = OW + kw - 1;
+    q.U = q.Cb * kh * kw;
+    q.P = OH * OW;
+    return q;
 }
 
-/* dw8[f] += sum over the non-zero g[f, p] of g times the 8 floats of each kernel row at p */
-AVX2 static void weight_grad(const float *xp, const float *g, float *dw8, float *db,
-                             int *off, float *val, const int *roff, int F, int R, int P,
-                             int OH, int OW, int Wp)
+static long plane_floats(const Geometry *q) { return (long)q->Cb * q->Hp * q->Wp * LANES; }
+
+long minidl_conv_sparse_scratch(int C, int F, int kh, int kw, int OH, int OW)
 {
-    for (int f = 0; f < F; f++) {
-        const float *gf = g + (long)f * P;
+    Geometry q = geometry(C, 0, 0, F, kh, kw, 0, 0, OH, OW);
+    /* 32 bytes of room to align, xq and dxq, then the lists: values (P for a filter, F for
+       a position), P offsets, U unit offsets (ints in float-sized cells), F row pointers */
+    long values = q.P > F ? q.P : F;
+    return 8 + 2 * plane_floats(&q) + values + q.P + q.U + 2 + 2L * F;
+}
+
+/* Unit u = (cb, i, j) of a kernel: channels 8cb..8cb+7 of tap (i, j); its offset in a plane. */
+static void unit_offsets(const Geometry *q, int *uoff)
+{
+    for (int cb = 0, u = 0; cb < q->Cb; cb++)
+        for (int i = 0; i < q->kh; i++)
+            for (int j = 0; j < q->kw; j++, u++)
+                uoff[u] = (int)((((long)cb * q->Hp + i) * q->Wp + j) * LANES);
+}
+
+/* The sums of a block of B units, B in {12, 4, 1}: twelve, four or one 8-lane accumulators
+   held in registers (spelled out: an array of them went through the stack). */
+#define ZERO12 v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, \
+                   a7 = {0}, a8 = {0}, a9 = {0}, a10 = {0}, a11 = {0}
+#define ZERO4 v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}
+#define ZERO1 v8f a0 = {0}
+/* FMA12(v, P): a_k += v * (8 floats at P(k)) for each k of the block */
+#define FMA1(v, P) a0 += v * load8(P(0))
+#define FMA4(v, P) FMA1(v, P); a1 += v * load8(P(1)); a2 += v * load8(P(2)); a3 += v * load8(P(3))
+#define FMA12(v, P) FMA4(v, P); a4 += v * load8(P(4)); a5 += v * load8(P(5)); a6 += v * load8(P(6)); \
+                    a7 += v * load8(P(7)); a8 += v * load8(P(8)); a9 += v * load8(P(9));          \
+                    a10 += v * load8(P(10)); a11 += v * load8(P(11))
+/* ADD12(D): the 8 floats at D(k) += a_k */
+#define ADD1(D) store8(D(0), load8(D(0)) + a0)
+#define ADD4(D) ADD1(D); store8(D(1), load8(D(1)) + a1); store8(D(2), load8(D(2)) + a2); \
+                store8(D(3), load8(D(3)) + a3)
+#define ADD12(D) ADD4(D); store8(D(4), load8(D(4)) + a4); store8(D(5), load8(D(5)) + a5);    \
+                 store8(D(6), load8(D(6)) + a6); store8(D(7), load8(D(7)) + a7);             \
+                 store8(D(8), load8(D(8)) + a8); store8(D(9), load8(D(9)) + a9);             \
+                 store8(D(10), load8(D(10)) + a10); store8(D(11), load8(D(11)) + a11)
+
+/* dwq[f, u] += sum over the listed positions (off, val) of g times the 8 floats of unit u */
+#define WEIGHT_BLOCK(B)                                                                      \
+AVX2 static inline void weight_block_##B(const float *xq, const int *uoff, const int *off,   \
+                                          const float *val, int n, float *out)              \
+{                                                                                            \
+    ZERO##B;                                                                                 \
+    for (int t = 0; t < n; t++) {                                                            \
+        const float *base = xq + off[t];                                                     \
+        float v = val[t];                                                                    \
+        FMA##B(v, X_AT);                                                                     \
+    }                                                                                        \
+    ADD##B(OUT_AT);                                                                          \
+}
+#define X_AT(k) (base + uoff[k])
+#define OUT_AT(k) (out + (k) * LANES)
+WEIGHT_BLOCK(12)
+WEIGHT_BLOCK(4)
+WEIGHT_BLOCK(1)
+#undef X_AT
+#undef OUT_AT
+
+/* at the listed position (base), dxq's unit u += sum over the listed filters of g * wq[f, u] */
+#define INPUT_BLOCK(B)                                                                       \
+AVX2 static inline void input_block_##B(const float *const *rows, const float *val, int n,   \
+                                         const int *uoff, int u0, float *base)               \
+{                                                                                            \
+    ZERO##B;                                                                                 \
+    for (int t = 0; t < n; t++) {                                                            \
+        const float *w = rows[t] + (long)u0 * LANES;                                         \
+        float v = val[t];                                                                    \
+        FMA##B(v, W_AT);                                                                     \
+    }                                                                                        \
+    ADD##B(DX_AT);                                                                           \
+}
+#define W_AT(k) (w + (k) * LANES)
+#define DX_AT(k) (base + uoff[u0 + (k)])
+INPUT_BLOCK(12)
+INPUT_BLOCK(4)
+INPUT_BLOCK(1)
+#undef W_AT
+#undef DX_AT
+
+AVX2 static void weight_grad(const Geometry *q, const float *xq, const float *g, float *dwq,
+                             float *db, int *off, float *val, const int *uoff)
+{
+    for (int f = 0; f < q->F; f++) {
+        const float *gf = g + (long)f * q->P;
         int n = 0;
-        for (int oh = 0, p = 0; oh < OH; oh++)  /* the non-zero entries, listed without a branch */
-            for (int ow = 0; ow < OW; ow++, p++) {
+        for (int oh = 0, p = 0; oh < q->OH; oh++)   /* the non-zero entries, listed without a branch */
+            for (int ow = 0; ow < q->OW; ow++, p++) {
                 float v = gf[p];
-                off[n] = oh * Wp + ow;
+                off[n] = (oh * q->Wp + ow) * LANES;
                 val[n] = v;
                 n += v != 0.0f;
             }
-        float b4[4] = {0.0f, 0.0f, 0.0f, 0.0f};  /* the bias gradient: four running sums */
+        float b4[4] = {0.0f, 0.0f, 0.0f, 0.0f};     /* the bias gradient: four running sums */
         for (int t = 0; t < n; t++) b4[t & 3] += val[t];
         db[f] += (b4[0] + b4[1]) + (b4[2] + b4[3]);
         if (n == 0) continue;
-        float *out = dw8 + (long)f * R * 8;
-        int r = 0;
-        for (; r + 8 <= R; r += 8) {          /* eight kernel rows at a time, in registers */
-            long o0 = roff[r], o1 = roff[r + 1], o2 = roff[r + 2], o3 = roff[r + 3],
-                 o4 = roff[r + 4], o5 = roff[r + 5], o6 = roff[r + 6], o7 = roff[r + 7];
-            v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
-            for (int t = 0; t < n; t++) {
-                const float *b = xp + off[t];     /* the pixel under the kernel's corner */
-                float v = val[t];
-                a0 += v * load8(b + o0); a1 += v * load8(b + o1);
-                a2 += v * load8(b + o2); a3 += v * load8(b + o3);
-                a4 += v * load8(b + o4); a5 += v * load8(b + o5);
-                a6 += v * load8(b + o6); a7 += v * load8(b + o7);
-            }
-            float *d = out + (long)r * 8;
-            store8(d, load8(d) + a0); store8(d + 8, load8(d + 8) + a1);
-            store8(d + 16, load8(d + 16) + a2); store8(d + 24, load8(d + 24) + a3);
-            store8(d + 32, load8(d + 32) + a4); store8(d + 40, load8(d + 40) + a5);
-            store8(d + 48, load8(d + 48) + a6); store8(d + 56, load8(d + 56) + a7);
-        }
-        for (; r + 4 <= R; r += 4) {          /* then four */
-            const float *b0 = xp + roff[r], *b1 = xp + roff[r + 1], *b2 = xp + roff[r + 2],
-                        *b3 = xp + roff[r + 3];
-            v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-            for (int t = 0; t < n; t++) {
-                int o = off[t];
-                float v = val[t];
-                a0 += v * load8(b0 + o); a1 += v * load8(b1 + o);
-                a2 += v * load8(b2 + o); a3 += v * load8(b3 + o);
-            }
-            float *d = out + (long)r * 8;
-            store8(d, load8(d) + a0); store8(d + 8, load8(d + 8) + a1);
-            store8(d + 16, load8(d + 16) + a2); store8(d + 24, load8(d + 24) + a3);
-        }
-        for (; r < R; r++) {                  /* then one: four sums over every fourth entry */
-            const float *b = xp + roff[r];
-            v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-            int t = 0;
-            for (; t + 4 <= n; t += 4) {
-                a0 += val[t] * load8(b + off[t]);
-                a1 += val[t + 1] * load8(b + off[t + 1]);
-                a2 += val[t + 2] * load8(b + off[t + 2]);
-                a3 += val[t + 3] * load8(b + off[t + 3]);
-            }
-            for (; t < n; t++) a0 += val[t] * load8(b + off[t]);
-            store8(out + (long)r * 8, load8(out + (long)r * 8) + ((a0 + a1) + (a2 + a3)));
-        }
+        float *out = dwq + (long)f * q->U * LANES;
+        int u = 0;
+        for (; u + 12 <= q->U; u += 12) weight_block_12(xq, uoff + u, off, val, n, out + u * LANES);
+        for (; u + 4 <= q->U; u += 4) weight_block_4(xq, uoff + u, off, val, n, out + u * LANES);
+        for (; u < q->U; u++) weight_block_1(xq, uoff + u, off, val, n, out + u * LANES);
     }
 }
 
-void minidl_conv_weight_grad_sparse(const float *x, const float *g, float *dw8, float *db,
-                                    float *scratch, int C, int H, int W, int F, int kh, int ph,
-                                    int pw, int OH, int OW)
+AVX2 static void input_grad(const Geometry *q, const float *g, const float *wq, float *dxq,
+                            const float **rows, float *val, const int *uoff)
 {
-    int Hp = padded_rows(kh, OH), Wp = padded_cols(OW), R = C * kh, P = OH * OW;
-    long plane = (long)Hp * Wp;
-    float *xp = scratch, *val = scratch + C * plane;
-    int *off = (int *)(val + P), *roff = off + P;
-    for (int r = 0; r < R; r++) roff[r] = (int)((r / kh) * plane + (r % kh) * Wp);
-
-    /* xp: the rows and columns the convolution reads, zero outside the image */
-    memset(xp, 0, sizeof(float) * (size_t)(C * plane));
-    int s0 = pw < Wp ? pw : Wp, s1 = pw + W < Wp ? pw + W : Wp;   /* columns [s0, s1) of xp */
-    for (int c = 0; c < C; c++)
-        for (int r = 0; r < Hp; r++) {
-            int h = r - ph;
-            if (h >= 0 && h < H && s1 > s0)
-                memcpy(xp + c * plane + (long)r * Wp + s0, x + ((long)c * H + h) * W + (s0 - pw),
-                       sizeof(float) * (size_t)(s1 - s0));
+    for (int oh = 0, p = 0; oh < q->OH; oh++)
+        for (int ow = 0; ow < q->OW; ow++, p++) {
+            int n = 0;
+            for (int f = 0; f < q->F; f++) {          /* listed without a branch */
+                float v = g[(long)f * q->P + p];
+                rows[n] = wq + (long)f * q->U * LANES;
+                val[n] = v;
+                n += v != 0.0f;
+            }
+            if (n == 0) continue;
+            float *base = dxq + ((long)oh * q->Wp + ow) * LANES;
+            int u = 0;
+            for (; u + 12 <= q->U; u += 12) input_block_12(rows, val, n, uoff, u, base);
+            for (; u + 4 <= q->U; u += 4) input_block_4(rows, val, n, uoff, u, base);
+            for (; u < q->U; u++) input_block_1(rows, val, n, uoff, u, base);
         }
-    weight_grad(xp, g, dw8, db, off, val, roff, F, R, P, OH, OW, Wp);
+}
+
+void minidl_conv_backward_sparse(const float *x, const float *g, const float *wq, float *dwq,
+                                 float *db, float *gx, float *scratch, int C, int H, int W, int F,
+                                 int kh, int kw, int ph, int pw, int OH, int OW)
+{
+    Geometry q = geometry(C, H, W, F, kh, kw, ph, pw, OH, OW);
+    long plane = plane_floats(&q);
+    float *xq = (float *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);   /* 32-byte aligned */
+    float *dxq = xq + plane, *val = dxq + plane;
+    int *off = (int *)(val + (q.P > F ? q.P : F)), *uoff = off + q.P;
+    const float **rows = (const float **)(((uintptr_t)(uoff + q.U) + 7) & ~(uintptr_t)7);
+    unit_offsets(&q, uoff);
+
+    /* xq (Cb, Hp, Wp, 8): x channels-last, padded with zeros, 8 channels to a cell. With
+       stride 1, Hp = H + 2 PH and Wp = W + 2 PW: every pixel lies inside. */
+    memset(xq, 0, sizeof(float) * (size_t)plane);
+    for (int c = 0; c < C; c++)
+        for (int h = 0; h < H; h++) {
+            const float *src = x + ((long)c * H + h) * W;
+            float *dst = xq + (((long)(c / LANES) * q.Hp + h + ph) * q.Wp + pw) * LANES + c % LANES;
+            for (int w = 0; w < W; w++) dst[(long)w * LANES] = src[w];
+        }
+    weight_grad(&q, xq, g, dwq, db, off, val, uoff);
+    if (gx == NULL) return;
+
+    memset(dxq, 0, sizeof(float) * (size_t)plane);
+    input_grad(&q, g, wq, dxq, rows, val, uoff);
+    /* dL/dx is dxq without its padding, channels first */
+    for (int c = 0; c < C; c++)
+        for (int h = 0; h < H; h++) {
+            const float *src = dxq + (((long)(c / LANES) * q.Hp + h + ph) * q.Wp + pw) * LANES + c % LANES;
+            float *dst = gx + ((long)c * H + h) * W;
+            for (int w = 0; w < W; w++) dst[w] = src[(long)w * LANES];
+        }
 }
 #endif
 
-int minidl_conv_sparse_ok(int sh, int sw, int dh, int dw, int kw)
+int minidl_conv_sparse_ok(int sh, int sw, int dh, int dw)
 {
 #if MINIDL_SPARSE_X86
-    return sh == 1 && sw == 1 && dh == 1 && dw == 1 && kw >= 1 && kw <= MINIDL_SPARSE_LANES
-           && use_avx2();
+    return sh == 1 && sw == 1 && dh == 1 && dw == 1 && use_avx2();
 #else
-    (void)sh; (void)sw; (void)dh; (void)dw; (void)kw;
+    (void)sh; (void)sw; (void)dh; (void)dw;
     return 0;
 #endif
 }
