@@ -93,10 +93,11 @@ static long plane_floats(const Geometry *q) { return (long)q->Cb * q->Hp * q->Wp
 long minidl_conv_sparse_scratch(int C, int F, int kh, int kw, int OH, int OW)
 {
     Geometry q = geometry(C, 0, 0, F, kh, kw, 0, 0, OH, OW);
-    /* 32 bytes of room to align, xq and dxq, then the lists: values (P for a filter, F for
-       a position), P offsets, U unit offsets (ints in float-sized cells), F row pointers */
-    long values = q.P > F ? q.P : F;
-    return 8 + 2 * plane_floats(&q) + values + q.P + q.U + 2 + 2L * F;
+    /* 32 bytes of room to align, xq and dxq, then the lists: values (P for a filter, F*P
+       for the positions), P offsets, U unit offsets and P + 1 list starts (ints in
+       float-sized cells), F*P row pointers (two cells each, after a cell to align them) */
+    long entries = (long)q.P * F;            /* at most every entry of g is non-zero */
+    return 8 + 2 * plane_floats(&q) + entries + q.P + q.U + (q.P + 1) + 2 + 2 * entries;
 }
 
 /* Unit u = (cb, i, j) of a kernel: channels 8cb..8cb+7 of tap (i, j); its offset in a plane. */
@@ -196,25 +197,42 @@ AVX2 static void weight_grad(const Geometry *q, const float *xq, const float *g,
     }
 }
 
-AVX2 static void input_grad(const Geometry *q, const float *g, const float *wq, float *dxq,
-                            const float **rows, float *val, const int *uoff)
+/* The non-zero entries of g listed by position, once: for p, entries start[p] .. start[p+1]
+   - 1 of rows (the filter's row of wq) and val (g[f, p]). Returns the total. */
+static int list_by_position(const Geometry *q, const float *g, const float *wq,
+                            const float **rows, float *val, int *start)
 {
-    for (int oh = 0, p = 0; oh < q->OH; oh++)
-        for (int ow = 0; ow < q->OW; ow++, p++) {
-            int n = 0;
-            for (int f = 0; f < q->F; f++) {          /* listed without a branch */
-                float v = g[(long)f * q->P + p];
-                rows[n] = wq + (long)f * q->U * LANES;
-                val[n] = v;
-                n += v != 0.0f;
-            }
-            if (n == 0) continue;
-            float *base = dxq + ((long)oh * q->Wp + ow) * LANES;
-            int u = 0;
-            for (; u + 12 <= q->U; u += 12) input_block_12(rows, val, n, uoff, u, base);
-            for (; u + 4 <= q->U; u += 4) input_block_4(rows, val, n, uoff, u, base);
-            for (; u < q->U; u++) input_block_1(rows, val, n, uoff, u, base);
+    int n = 0;
+    for (int p = 0; p < q->P; p++) {
+        start[p] = n;
+        for (int f = 0; f < q->F; f++) {           /* listed without a branch */
+            float v = g[(long)f * q->P + p];
+            rows[n] = wq + (long)f * q->U * LANES;
+            val[n] = v;
+            n += v != 0.0f;
         }
+    }
+    start[q->P] = n;
+    return n;
+}
+
+/* dxq, one block of units at a time over every position: the block's part of wq (F rows of
+   up to 12 cells) stays in the L1 cache; position by position it spilled to L2. */
+AVX2 static void input_grad(const Geometry *q, const float *const *rows, const float *val,
+                            const int *start, float *dxq, const int *uoff)
+{
+    int u = 0;
+#define OVER_POSITIONS(B)                                                                   \
+    for (int oh = 0, p = 0; oh < q->OH; oh++)                                              \
+        for (int ow = 0; ow < q->OW; ow++, p++) {                                          \
+            int n = start[p + 1] - start[p];                                               \
+            if (n) input_block_##B(rows + start[p], val + start[p], n, uoff, u,             \
+                                   dxq + ((long)oh * q->Wp + ow) * LANES);                 \
+        }
+    for (; u + 12 <= q->U; u += 12) OVER_POSITIONS(12)
+    for (; u + 4 <= q->U; u += 4) OVER_POSITIONS(4)
+    for (; u < q->U; u++) OVER_POSITIONS(1)
+#undef OVER_POSITIONS
 }
 
 void minidl_conv_backward_sparse(const float *x, const float *g, const float *wq, float *dwq,
@@ -225,8 +243,8 @@ void minidl_conv_backward_sparse(const float *x, const float *g, const float *wq
     long plane = plane_floats(&q);
     float *xq = (float *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);   /* 32-byte aligned */
     float *dxq = xq + plane, *val = dxq + plane;
-    int *off = (int *)(val + (q.P > F ? q.P : F)), *uoff = off + q.P;
-    const float **rows = (const float **)(((uintptr_t)(uoff + q.U) + 7) & ~(uintptr_t)7);
+    int *off = (int *)(val + (long)q.P * F), *uoff = off + q.P, *start = uoff + q.U;
+    const float **rows = (const float **)(((uintptr_t)(start + q.P + 1) + 7) & ~(uintptr_t)7);
     unit_offsets(&q, uoff);
 
     /* xq (Cb, Hp, Wp, 8): x channels-last, padded with zeros, 8 channels to a cell. With
@@ -242,7 +260,8 @@ void minidl_conv_backward_sparse(const float *x, const float *g, const float *wq
     if (gx == NULL) return;
 
     memset(dxq, 0, sizeof(float) * (size_t)plane);
-    input_grad(&q, g, wq, dxq, rows, val, uoff);
+    list_by_position(&q, g, wq, rows, val, start);
+    input_grad(&q, rows, val, start, dxq, uoff);
     /* dL/dx is dxq without its padding, channels first */
     for (int c = 0; c < C; c++)
         for (int h = 0; h < H; h++) {
