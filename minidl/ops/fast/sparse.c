@@ -54,7 +54,6 @@ long minidl_count_nonzero(const float *g, long n)
 #include <string.h>
 #define AVX2 __attribute__((target("avx2,fma")))
 #define LANES 8                         /* channels per vector: one 8-float AVX2 register */
-#define BLOCK 12                        /* units summed at once, in registers */
 
 typedef float v8f __attribute__((vector_size(32)));
 
@@ -73,13 +72,13 @@ static int use_avx2(void)
 
 /* The geometry of the channels-last planes: the rows and columns the convolution reads. */
 typedef struct {
-    int C, H, W, F, kh, kw, ph, pw, OH, OW;
+    int F, kh, kw, OH, OW;
     int Cb, Hp, Wp, U, P;                   /* channel blocks, padded size, units, positions */
 } Geometry;
 
-static Geometry geometry(int C, int H, int W, int F, int kh, int kw, int ph, int pw, int OH, int OW)
+static Geometry geometry(int C, int F, int kh, int kw, int OH, int OW)
 {
-    Geometry q = {C, H, W, F, kh, kw, ph, pw, OH, OW, 0, 0, 0, 0, 0};
+    Geometry q = {F, kh, kw, OH, OW, 0, 0, 0, 0, 0};
     q.Cb = (C + LANES - 1) / LANES;
     q.Hp = OH + kh - 1;
     q.Wp = OW + kw - 1;
@@ -92,7 +91,7 @@ static long plane_floats(const Geometry *q) { return (long)q->Cb * q->Hp * q->Wp
 
 long minidl_conv_sparse_scratch(int C, int F, int kh, int kw, int OH, int OW)
 {
-    Geometry q = geometry(C, 0, 0, F, kh, kw, 0, 0, OH, OW);
+    Geometry q = geometry(C, F, kh, kw, OH, OW);
     /* 32 bytes of room to align, xq and dxq, then the lists: values (P for a filter, F*P
        for the positions), P offsets, U unit offsets and P + 1 list starts (ints in
        float-sized cells), F*P row pointers (two cells each, after a cell to align them) */
@@ -198,8 +197,8 @@ AVX2 static void weight_grad(const Geometry *q, const float *xq, const float *g,
 }
 
 /* The non-zero entries of g listed by position, once: for p, entries start[p] .. start[p+1]
-   - 1 of rows (the filter's row of wq) and val (g[f, p]). Returns the total. */
-static int list_by_position(const Geometry *q, const float *g, const float *wq,
+   - 1 of rows (the filter's row of wq) and val (g[f, p]). */
+static void list_by_position(const Geometry *q, const float *g, const float *wq,
                             const float **rows, float *val, int *start)
 {
     int n = 0;
@@ -213,7 +212,6 @@ static int list_by_position(const Geometry *q, const float *g, const float *wq,
         }
     }
     start[q->P] = n;
-    return n;
 }
 
 /* dxq, one block of units at a time over every position: the block's part of wq (F rows of
@@ -239,7 +237,7 @@ void minidl_conv_backward_sparse(const float *x, const float *g, const float *wq
                                  float *db, float *gx, float *scratch, int C, int H, int W, int F,
                                  int kh, int kw, int ph, int pw, int OH, int OW)
 {
-    Geometry q = geometry(C, H, W, F, kh, kw, ph, pw, OH, OW);
+    Geometry q = geometry(C, F, kh, kw, OH, OW);
     long plane = plane_floats(&q);
     float *xq = (float *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);   /* 32-byte aligned */
     float *dxq = xq + plane, *val = dxq + plane;
