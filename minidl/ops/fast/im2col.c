@@ -17,11 +17,12 @@
  * order, so the next row overwrites that spill, and the caller allocates MINIDL_IM2COL_SLACK
  * floats after each column block for the spill of the last row.
  *
- * The AVX2 code carries a target attribute and runs only if the CPU has AVX2 (checked once,
- * at the first call); it is compiled only by gcc/clang on x86-64 outside Windows, as gemm.c's
- * kernels are.
+ * The AVX2 code carries a target attribute and runs only if the CPU has AVX2 and FMA (gemm.c's
+ * minidl_sgemm_cpu_isas says); it is compiled only by gcc/clang on x86-64 outside Windows, as
+ * gemm.c's kernels are.
  */
 #include "im2col.h"
+#include "gemm.h"                          /* minidl_sgemm_cpu_isas: the CPU check */
 
 #if MINIDL_IM2COL_X86
 #include <immintrin.h>
@@ -115,15 +116,6 @@ AVX2 static void col2im_avx2(const float *cols, float *img, float *buf, int C, i
         }
 }
 
-static int use_avx2(void)
-{
-    static int answer = -1;                 /* a benign race: every thread computes the same */
-    if (answer < 0) {
-        __builtin_cpu_init();
-        answer = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return answer;
-}
 #else
 #define HAVE_X86_SIMD 0
 #endif
@@ -131,7 +123,7 @@ static int use_avx2(void)
 int minidl_im2col_vector(int sw, int OW)
 {
 #if HAVE_X86_SIMD
-    return sw == 1 && OW <= 512 && use_avx2();
+    return sw == 1 && OW <= 512 && (minidl_sgemm_cpu_isas() >> MINIDL_ISA_AVX2 & 1);
 #else
     (void)sw; (void)OW;
     return 0;

@@ -41,6 +41,7 @@
  * backward runs.
  */
 #include "sparse.h"
+#include "gemm.h"                          /* minidl_sgemm_cpu_isas: the CPU check */
 
 long minidl_count_nonzero(const float *g, long n)
 {
@@ -59,16 +60,6 @@ typedef float v8f __attribute__((vector_size(32)));
 
 AVX2 static inline v8f load8(const float *p) { v8f v; memcpy(&v, p, sizeof v); return v; }
 AVX2 static inline void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
-
-static int use_avx2(void)
-{
-    static int answer = -1;                 /* a benign race: every thread computes the same */
-    if (answer < 0) {
-        __builtin_cpu_init();
-        answer = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return answer;
-}
 
 /* The geometry of the channels-last planes: the rows and columns the convolution reads. */
 typedef struct {
@@ -273,7 +264,7 @@ void minidl_conv_backward_sparse(const float *x, const float *g, const float *wq
 int minidl_conv_sparse_ok(int sh, int sw, int dh, int dw)
 {
 #if MINIDL_SPARSE_X86
-    return sh == 1 && sw == 1 && dh == 1 && dw == 1 && use_avx2();
+    return sh == 1 && sw == 1 && dh == 1 && dw == 1 && (minidl_sgemm_cpu_isas() >> MINIDL_ISA_AVX2 & 1);
 #else
     (void)sh; (void)sw; (void)dh; (void)dw;
     return 0;
