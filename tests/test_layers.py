@@ -341,6 +341,22 @@ def test_he_initialisation_statistics(make, fan_in):
     assert not layer.bias.any()
 
 
+@pytest.mark.parametrize("shape,seed", [((400, 200), 5), ((7, 3, 5, 5), 0), ((1,), 3), ((0, 4), 1)])
+def test_he_normal_redraws_as_the_plain_loop_does(shape, seed):
+    """he_normal re-checks only the draws it has just redrawn; the values are those of the
+    plain loop that redraws every |z| > 2 of the whole array until none is left (the
+    oracle), for the same generator."""
+    from minidl.layers.base import he_normal
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal(shape)
+    outside = np.abs(z) > 2.0
+    while outside.any():
+        z[outside] = rng.standard_normal(int(outside.sum()))
+        outside = np.abs(z) > 2.0
+    expected = (np.sqrt(2.0 / 10) * z).astype(np.float64)
+    np.testing.assert_array_equal(he_normal(shape, 10, seed, np.float64), expected)
+
+
 def test_same_seed_same_weights():
     for make in (lambda r: Conv(3, 4, (2, 3), rng=r), lambda r: FC(5, 6, rng=r)):
         a, b, c = make(7), make(7), make(8)

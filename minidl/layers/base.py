@@ -207,8 +207,8 @@ def he_normal(shape, fan_in, rng, dtype):
     rng = np.random.default_rng(rng)
     sigma = np.sqrt(2.0 / fan_in)
     z = rng.standard_normal(shape)
-    outside = np.abs(z) > 2.0
-    while outside.any():
-        z[outside] = rng.standard_normal(int(outside.sum()))
-        outside = np.abs(z) > 2.0
+    redraw = np.flatnonzero(np.abs(z) > 2.0)     # flat positions outside, in order
+    while redraw.size:                           # only the redrawn ones need checking again
+        z.flat[redraw] = rng.standard_normal(redraw.size)
+        redraw = redraw[np.abs(z.flat[redraw]) > 2.0]
     return (sigma * z).astype(dtype)
