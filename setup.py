@@ -197,14 +197,15 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     ),
     # the fast float32 path (minidl/ops/fast/README.md): gemm.c, the image-by-image convolution
-    # (sparse.c: its weight gradient for a mostly-zero dL/dy) and pool.c's 2x2 max pool
+    # (sparse.c: its backward for a mostly-zero dL/dy; direct.c: one-channel images) and
+    # pool.c's 2x2 max pool
     Extension(
         "minidl.ops.fast._fast",
         ["minidl/ops/fast/_fast.pyx", "minidl/ops/fast/gemm.c", "minidl/ops/fast/im2col.c",
-         "minidl/ops/fast/pool.c", "minidl/ops/fast/sparse.c"],
+         "minidl/ops/fast/pool.c", "minidl/ops/fast/sparse.c", "minidl/ops/fast/direct.c"],
         include_dirs=[np.get_include(), "minidl/ops/fast", "minidl/ops"],
         depends=["minidl/ops/fast/gemm.h", "minidl/ops/fast/im2col.h", "minidl/ops/fast/pool.h",
-                 "minidl/ops/fast/sparse.h", "minidl/ops/threads.h", "minidl/ops/_im2col.pxd"],
+                 "minidl/ops/fast/sparse.h", "minidl/ops/fast/direct.h", "minidl/ops/threads.h", "minidl/ops/_im2col.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     ),
 ]

@@ -281,6 +281,93 @@ def test_count_nonzero_counts_nan_and_not_negative_zero():
     assert fast._fast.count_nonzero(np.zeros(0, dtype=np.float32)) == 0
 
 
+# ----------------------------------- direct.c: the convolution of one-channel images
+requires_direct = pytest.mark.skipif(
+    not (fast.available(np.float32) and "avx512" in fast.isas()),
+    reason=f"direct.c does not run here (x86-64 with AVX-512, gcc/clang, not Windows): {fast.status()}")
+
+# (N, H, W), F, (KH, KW), (PH, PW); one input channel, stride and dilation 1. direct.c works
+# on rows of 1-4 vectors of 16 pixels (NV), 16/NV filters at a time in the forward pass, 4
+# filters x 5 kernel columns in dL/dW, 4 rows in dL/dx: the cases cover each NV, ragged rows,
+# ragged filter, column and row blocks.
+DIRECT_CASES = [
+    ((3, 28, 28), 16, (5, 5), (2, 2)),    # the lab's conv1: NV = 2, the last vector 12 lanes
+    ((2, 9, 17), 5, (3, 1), (0, 0)),      # OW = 17: one lane in the second vector
+    ((2, 20, 40), 7, (7, 3), (3, 1)),     # NV = 3, 5 + 2 filters; 20 rows = 5 blocks of 4
+    ((2, 5, 64), 3, (1, 1), (0, 0)),      # NV = 4, every lane used; 5 rows = 4 + 1
+    ((2, 10, 50), 9, (3, 3), (6, 2)),     # padding wider than the kernel; OW = 52
+    ((1, 33, 1), 17, (2, 1), (1, 0)),     # one pixel wide; 16 + 1 filters
+    ((2, 11, 33), 20, (4, 6), (1, 2)),    # KW = 6: column blocks 5 + 1; W = 33 is 3 vectors, OW = 32 is 2
+    ((2, 6, 14), 4, (6, 8), (0, 0)),      # OH = 1, OW = 7: the kernel as high as the image
+]
+
+
+@pytest.fixture
+def avx512():
+    """gemm.c (and with it direct.c) on AVX-512 for the test, restored afterwards."""
+    previous = fast.use_isa("avx512")
+    yield
+    fast.use_isa(previous)
+
+
+@requires_direct
+@pytest.mark.parametrize("shape,f,kernel,padding", DIRECT_CASES,
+                         ids=[f"x{s}-f{f}-k{k}-p{p}".replace(" ", "") for s, f, k, p in DIRECT_CASES])
+def test_direct_conv_matches_the_naive_loops(avx512, rng, shape, f, kernel, padding):
+    """Forward, dL/dW, dL/db and dL/dx from direct.c against the naive loops in float64."""
+    n, h, w_in = shape
+    x = rng.standard_normal((n, 1, h, w_in)).astype(np.float32)
+    w = rng.standard_normal((f, 1, *kernel)).astype(np.float32)
+    geometry = fast._geometry(x.shape, w.shape, (1, 1), padding, (1, 1))[0]
+    assert fast._direct(x.shape, geometry)                     # direct.c takes it
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    for b in (rng.standard_normal(f).astype(np.float32), None):
+        y = fast.conv_forward(x, w, b, (1, 1), padding, (1, 1))
+        want = naive.conv_forward(x64, w64, None if b is None else b.astype(np.float64), (1, 1), padding, (1, 1))
+        assert y.shape == want.shape and y.dtype == np.float32
+        assert np.abs(y - want).max() <= 1e-5 * np.abs(want).max()
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    want = naive.conv_backward(x64, w64, g.astype(np.float64), (1, 1), padding, (1, 1))
+    for need_input_grad in (True, False):
+        got = fast.conv_backward(x, w, g, (1, 1), padding, (1, 1), need_input_grad=need_input_grad)
+        assert (got[0] is None) == (not need_input_grad)
+        for a, b in zip(got, want):
+            if a is not None:
+                assert a.shape == b.shape and a.dtype == np.float32
+                assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
+
+
+@requires_direct
+def test_direct_conv_agrees_with_the_im2col_path(avx512, rng, monkeypatch):
+    """The lab's conv1 through direct.c and through im2col and gemm.c: equal to float32 rounding."""
+    x = rng.random((6, 1, 28, 28), dtype=np.float32)
+    w = rng.standard_normal((16, 1, 5, 5)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    g = rng.standard_normal((6, 16, 28, 28)).astype(np.float32) * (rng.random((6, 16, 28, 28)) < 0.2)
+    direct = [fast.conv_forward(x, w, b, (1, 1), (2, 2), (1, 1)), *fast.conv_backward(x, w, g, (1, 1), (2, 2), (1, 1))]
+    monkeypatch.setattr(fast, "_direct", lambda *args: False)
+    im2col = [fast.conv_forward(x, w, b, (1, 1), (2, 2), (1, 1)), *fast.conv_backward(x, w, g, (1, 1), (2, 2), (1, 1))]
+    for a, b in zip(direct, im2col):
+        assert np.abs(a - b).max() <= 1e-6 * np.abs(b).max()
+
+
+@requires_direct
+def test_direct_conv_only_where_it_applies(avx512):
+    """One input channel, stride 1, dilation 1, rows of at most 64 pixels, AVX-512 in use."""
+    def takes(x_shape, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+        return fast._direct(x_shape, fast._geometry(x_shape, w_shape, stride, padding, dilation)[0])
+    assert takes((2, 1, 28, 28), (16, 1, 5, 5))
+    assert takes((2, 1, 8, 64), (4, 1, 3, 1))
+    assert not takes((2, 2, 28, 28), (16, 2, 5, 5))                  # two channels
+    assert not takes((2, 1, 28, 28), (16, 1, 5, 5), stride=(1, 2))
+    assert not takes((2, 1, 28, 28), (16, 1, 5, 5), dilation=(2, 1))
+    assert not takes((2, 1, 8, 65), (4, 1, 3, 1), padding=(1, 0))     # the output 65 wide
+    assert not takes((2, 1, 8, 70), (4, 1, 3, 7))                     # the input 70 wide
+    if "avx2" in fast.isas():
+        fast.use_isa("avx2")
+        assert not takes((2, 1, 28, 28), (16, 1, 5, 5))              # AVX2 in use: im2col
+
+
 # ------------------------------------------------------------------ switches
 def test_the_fast_path_runs_for_float32_only():
     assert not fast.available(np.float64)

@@ -199,6 +199,10 @@ def conv_forward(x, weights, bias, stride, padding, dilation):
     geometry, f, k, p = _geometry(x.shape, weights.shape, stride, padding, dilation)
     x = np.ascontiguousarray(x)
     y = np.empty((x.shape[0], f, geometry[-2], geometry[-1]), dtype=np.float32)
+    if _direct(x.shape, geometry):              # one input channel: direct.c, no im2col
+        _fast.direct_forward_f32(x, np.ascontiguousarray(weights), bias, y,
+                                 _direct_work(x.shape, f, geometry), geometry[4], geometry[5])
+        return y
     wb = np.empty((f, 1 + k), dtype=np.float32)                     # [b | Wm]
     wb[:, 0] = 0.0 if bias is None else bias
     wb[:, 1:] = weights.reshape(f, k)
@@ -224,6 +228,13 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
     x = np.ascontiguousarray(x)
     grad_out = np.ascontiguousarray(grad_out, dtype=np.float32)
     threads = _fast.max_threads()
+    if _direct(x.shape, geometry):              # one input channel: direct.c, no im2col
+        grad_w16 = np.zeros((threads, weights.size, 16), dtype=np.float32)   # 16 partial sums
+        grad_b16 = np.zeros((threads, f, 16), dtype=np.float32)
+        grad_x = np.empty(x.shape, dtype=np.float32) if need_input_grad else None
+        _fast.direct_backward_f32(x, np.ascontiguousarray(weights), grad_out, grad_w16, grad_b16, grad_x,
+                                  _direct_work(x.shape, f, geometry), geometry[4], geometry[5])
+        return grad_x, grad_w16.sum(axis=(0, 2)).reshape(weights.shape), grad_b16.sum(axis=(0, 2))
     if need_input_grad:      # per thread: W^T G (K, P), then col2im's scratch
         (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), c = geometry, x.shape[1]
         extra = _fast.col2im_scratch(c, x.shape[2], x.shape[3], kh, kw, sw, ph, pw, dw, ow)
@@ -244,6 +255,20 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
         grad_w += blocks.transpose(0, 1, 4, 2, 3).reshape(f, -1, kh, kw)[:, :c]
         grad_b += grad_bq.sum(axis=0)
     return (grad_x if need_input_grad else None), grad_w, grad_b
+
+
+def _direct(x_shape, geometry):
+    """True if direct.c takes this convolution: one input channel, stride 1, dilation 1,
+    rows of at most 64 pixels, AVX-512 in use (``direct_ok``)."""
+    (_, _, sh, sw, _, _, dh, dw, _, ow), (c, w) = geometry, (x_shape[1], x_shape[3])
+    return bool(_fast.direct_ok(c, sh, sw, dh, dw, w, ow))
+
+
+def _direct_work(x_shape, f, geometry):
+    """direct.c's scratch, one row per thread: the padded image and the padded dL/dy."""
+    kh, kw, _, _, _, pw, _, _, oh, ow = geometry
+    return np.empty((_fast.max_threads(), _fast.direct_scratch(x_shape[3], f, kh, kw, pw, oh, ow)),
+                    dtype=np.float32)
 
 
 #: conv_backward takes sparse.c for an image whose dL/dy has at most this fraction of

@@ -61,6 +61,17 @@ cdef extern from "sparse.h":
                                      int F, int kh, int kw, int ph, int pw, int OH, int OW) noexcept nogil
 
 
+# direct.c: the convolution of one-channel images, without im2col
+cdef extern from "direct.h":
+    int minidl_direct_ok(int C, int sh, int sw, int dh, int dw, int W, int OW) noexcept nogil
+    long minidl_direct_scratch(int W, int F, int kh, int kw, int pw, int OH, int OW) noexcept nogil
+    void minidl_direct_forward(const float* x, const float* w, const float* b, float* y,
+                               float* scratch, int H, int W, int F, int kh, int kw,
+                               int ph, int pw, int OH, int OW) noexcept nogil
+    void minidl_direct_backward(const float* x, const float* g, const float* w, float* dw16,
+                                float* db16, float* gx, float* scratch, int H, int W, int F,
+                                int kh, int kw, int ph, int pw, int OH, int OW) noexcept nogil
+
 cdef extern from "gemm.h":
     int minidl_sgemm_cpu_isas() noexcept nogil
     int minidl_sgemm_isa() noexcept nogil
@@ -254,6 +265,51 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
     finally:
         free(wt_packed)
 
+
+# --------------------------- convolution of one-channel images, direct (direct.c)
+def direct_ok(int c, int sh, int sw, int dh, int dw, int w, int out_w):
+    """1 if direct.c runs for this convolution on this machine (see direct.h)."""
+    return minidl_direct_ok(c, sh, sw, dh, dw, w, out_w)
+
+
+def direct_scratch(int w, int f, int kh, int kw, int pw, int out_h, int out_w):
+    """Floats of scratch one thread needs for direct.c (the padded image and dL/dy)."""
+    return minidl_direct_scratch(w, f, kh, kw, pw, out_h, out_w)
+
+
+def direct_forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b,
+                       float[:, :, :, ::1] y, float[:, ::1] work, int ph, int pw):
+    """y (N, F, OH, OW) = conv(x (N, 1, H, W), w (F, 1, KH, KW)) + b (F,) or None, stride 1.
+
+    work: (threads, direct_scratch(...)). The caller checks direct_ok and the shapes.
+    """
+    cdef Py_ssize_t n_img = x.shape[0], n
+    cdef int f = w.shape[0], kh = w.shape[2], kw = w.shape[3], t
+    cdef const float* bias = &b[0] if b is not None else NULL
+    for n in prange(n_img, nogil=True, schedule='static'):
+        t = threadid()
+        minidl_direct_forward(&x[n, 0, 0, 0], &w[0, 0, 0, 0], bias, &y[n, 0, 0, 0], &work[t, 0],
+                              x.shape[2], x.shape[3], f, kh, kw, ph, pw, y.shape[2], y.shape[3])
+
+
+def direct_backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
+                        const float[:, :, :, ::1] grad_y, float[:, :, ::1] grad_w16,
+                        float[:, :, ::1] grad_b16, float[:, :, :, ::1] grad_x, float[:, ::1] work,
+                        int ph, int pw):
+    """Per image n: grad_w16[t] (F*KH*KW, 16) and grad_b16[t] (F, 16) += dL/dW and dL/db,
+    each entry as 16 partial sums, per thread t (both start at zero; the caller adds them
+    up); grad_x[n] (1, H, W) = dL/dx[n], unless grad_x is None. work as in direct_forward_f32.
+    """
+    cdef Py_ssize_t n_img = x.shape[0], n
+    cdef int f = w.shape[0], kh = w.shape[2], kw = w.shape[3], t
+    cdef bint need_input_grad = grad_x is not None
+    for n in prange(n_img, nogil=True, schedule='static'):
+        t = threadid()
+        minidl_direct_backward(&x[n, 0, 0, 0], &grad_y[n, 0, 0, 0], &w[0, 0, 0, 0],
+                               &grad_w16[t, 0, 0], &grad_b16[t, 0, 0],
+                               &grad_x[n, 0, 0, 0] if need_input_grad else NULL, &work[t, 0],
+                               x.shape[2], x.shape[3], f, kh, kw, ph, pw,
+                               grad_y.shape[2], grad_y.shape[3])
 
 # ------------------------------------------- max pool, 2x2 window, stride 2 (pool.c)
 cdef extern from "pool.h":

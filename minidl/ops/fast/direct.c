@@ -1,0 +1,337 @@
+/*
+ * direct.c -- the convolution of a one-channel float32 image (a first layer on grey images),
+ * forward and backward, computed directly instead of through im2col and a product.
+ *
+ * Why: with one input channel the im2col product has K = KH*KW + 1 = 26 rows to sum over
+ * (5x5 kernels). gemm.c's kernels then spend as much time starting and storing their tiles
+ * as multiplying, and im2col writes 25 shifted copies of the image first. Here the image
+ * stays put and each shifted row is read straight from it.
+ *
+ * The math, for stride 1 and dilation 1, with xp the image padded with zeros,
+ * xp[r, s] = x[r - PH, s - PW], and gp dL/dy padded by KH-1 rows and KW-1 columns on each
+ * side, gp[f, a, b] = g[f, a - (KH-1), b - (KW-1)]:
+ *
+ *     y[f, oh, ow]      = b[f] + sum_ij w[f, i, j] xp[oh + i, ow + j]
+ *     dL/dw[f, i, j]    = sum_(oh,ow) g[f, oh, ow] xp[oh + i, ow + j]
+ *     dL/db[f]          = sum_(oh,ow) g[f, oh, ow]
+ *     dL/dx[r, s]       = sum_f sum_ij w[f, i, j] gp[f, r + PH + KH-1 - i, s + PW + KW-1 - j]
+ *
+ * Each sum runs along the width in 16-float vectors (AVX-512): a row of up to 64 pixels is
+ * one to four vectors (NV), and every vector product above is one multiply-add of a vector
+ * of pixels by one weight (broadcast). The blocks of accumulators are sized to the 32
+ * registers: FB filters x NV vectors for y, 4 filters x 5 kernel columns for dL/dw, 4 rows x
+ * NV vectors for dL/dx. Lanes past the row's end compute on zeros and are not stored.
+ *
+ * dL/dw and dL/db are returned as 16 partial sums per entry (one per lane), which the
+ * caller adds up with the other images' and threads'. So the sums run in another order than
+ * the product's: the results agree with it to float32 rounding, not bit for bit.
+ * tests/test_fast.py checks all three against the naive loops and the im2col path on
+ * awkward shapes (row widths of 1 to 4 vectors with ragged ends, kernels of 1x1 to 7x3,
+ * padding wider than the kernel, filter counts off the block sizes).
+ *
+ * The code uses the compilers' 16-float vector type with an AVX-512 target attribute and
+ * runs only while gemm.c's instruction set in use is AVX-512; it is compiled by gcc/clang on
+ * x86-64 outside Windows, as gemm.c's kernels are. Elsewhere minidl_direct_ok() says no.
+ */
+#include "direct.h"
+#include "gemm.h"                          /* minidl_sgemm_isa: the instruction set in use */
+
+#define MAX_VECTORS 4                      /* a row of up to 4 x 16 = 64 pixels */
+
+int minidl_direct_ok(int C, int sh, int sw, int dh, int dw, int W, int OW)
+{
+#if MINIDL_DIRECT_X86
+    return C == 1 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && W >= 1 && OW >= 1
+           && W <= 16 * MAX_VECTORS && OW <= 16 * MAX_VECTORS
+           && minidl_sgemm_isa() == MINIDL_ISA_AVX512;
+#else
+    (void)C; (void)sh; (void)sw; (void)dh; (void)dw; (void)W; (void)OW;
+    return 0;
+#endif
+}
+
+#if MINIDL_DIRECT_X86
+#include <immintrin.h>
+#include <string.h>
+#define AVX512 __attribute__((target("avx512f,fma")))
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define LANES 16
+
+typedef float v16f __attribute__((vector_size(64)));
+
+AVX512 static ALWAYS_INLINE v16f load16(const float *p) { v16f v; memcpy(&v, p, sizeof v); return v; }
+AVX512 static ALWAYS_INLINE void store16(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+
+/* The first n lanes of a vector (n = 16 for all of it): masked loads and stores. */
+AVX512 static ALWAYS_INLINE __mmask16 first(int n) { return (__mmask16)((1u << n) - 1u); }
+
+AVX512 static ALWAYS_INLINE v16f load_first(const float *p, int n)
+{
+    return (v16f)_mm512_maskz_loadu_ps(first(n), p);
+}
+
+AVX512 static ALWAYS_INLINE void store_first(float *p, v16f v, int n)
+{
+    _mm512_mask_storeu_ps(p, first(n), (__m512)v);
+}
+
+static int vectors(int n) { return (n + LANES - 1) / LANES; }
+
+/* The padded image xp: OH + KH - 1 rows of XW = 16 NV + KW - 1 floats (every load in range). */
+typedef struct { int rows, width; } Plane;
+
+static Plane image_plane(int kh, int kw, int OH, int OW)
+{
+    Plane p = {OH + kh - 1, LANES * vectors(OW) + kw - 1};
+    return p;
+}
+
+/* gp, per filter: the rows and columns dL/dw and dL/dx read (see the header comment). */
+static Plane grad_plane(int W, int kh, int kw, int pw, int OH, int OW)
+{
+    int width_w = kw - 1 + LANES * vectors(OW);            /* dL/dw reads g's rows */
+    int width_x = LANES * vectors(W) + pw + kw - 1;        /* dL/dx reads shifted rows */
+    Plane p = {OH + 2 * (kh - 1), width_w > width_x ? width_w : width_x};
+    return p;
+}
+
+long minidl_direct_scratch(int W, int F, int kh, int kw, int pw, int OH, int OW)
+{
+    Plane xp = image_plane(kh, kw, OH, OW), gp = grad_plane(W, kh, kw, pw, OH, OW);
+    return (long)xp.rows * xp.width + (long)F * gp.rows * gp.width;
+}
+
+/* xp from x (H, W): zeros around, x at (PH, PW). */
+static void pad_image(const float *x, float *xp, Plane q, int H, int W, int ph, int pw)
+{
+    memset(xp, 0, (size_t)q.rows * q.width * sizeof(float));
+    for (int r = 0; r < H; r++) {
+        int row = r + ph;
+        if (row >= q.rows) break;
+        int n = W, col = pw;
+        if (col >= q.width) break;
+        if (col + n > q.width) n = q.width - col;
+        memcpy(xp + (long)row * q.width + col, x + (long)r * W, (size_t)n * sizeof(float));
+    }
+}
+
+/* ---- forward ------------------------------------------------------------------------ */
+
+/* y for filters f0 .. f0+nf-1 (nf <= FB), every output row: acc[f][v] holds y[f, oh, 16v..]. */
+AVX512 static ALWAYS_INLINE void
+forward_block(const int FB, const int NV, const float *xp, Plane q, const float *w,
+              const float *b, float *y, int f0, int nf, int kh, int kw, int OH, int OW)
+{
+    const int kk = kh * kw;
+    const int last = OW - LANES * (NV - 1);                 /* lanes of the last vector */
+    for (int oh = 0; oh < OH; oh++) {
+        v16f acc[16][MAX_VECTORS];
+#pragma GCC unroll 16
+        for (int f = 0; f < FB; f++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++)
+                acc[f][v] = (v16f){0} + (f < nf && b ? b[f0 + f] : 0.0f);
+        for (int i = 0; i < kh; i++) {
+            const float *row = xp + (long)(oh + i) * q.width;
+            for (int j = 0; j < kw; j++) {
+                v16f xv[MAX_VECTORS];
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) xv[v] = load16(row + j + LANES * v);
+                const float *wij = w + (long)f0 * kk + i * kw + j;
+#pragma GCC unroll 16
+                for (int f = 0; f < FB; f++) {
+                    if (f >= nf) break;
+                    float wf = wij[(long)f * kk];
+#pragma GCC unroll 4
+                    for (int v = 0; v < NV; v++) acc[f][v] += wf * xv[v];
+                }
+            }
+        }
+#pragma GCC unroll 16
+        for (int f = 0; f < FB; f++) {
+            if (f >= nf) break;
+            float *out = y + ((long)(f0 + f) * OH + oh) * OW;
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) store_first(out + LANES * v, acc[f][v], v < NV - 1 ? LANES : last);
+        }
+    }
+}
+
+/* FB filters at a time, as many as leave room in the registers: FB * NV <= 16. */
+#define FORWARD(FB, NV)                                                                     \
+    AVX512 static void forward_##NV(const float *xp, Plane q, const float *w, const float *b, \
+                                    float *y, int F, int kh, int kw, int OH, int OW)        \
+    {                                                                                       \
+        int f0 = 0;                                                                         \
+        for (; f0 + FB <= F; f0 += FB)          /* whole blocks: the count is a constant */ \
+            forward_block(FB, NV, xp, q, w, b, y, f0, FB, kh, kw, OH, OW);                  \
+        if (f0 < F)                                                                         \
+            forward_block(FB, NV, xp, q, w, b, y, f0, F - f0, kh, kw, OH, OW);              \
+    }
+FORWARD(16, 1)
+FORWARD(8, 2)
+FORWARD(5, 3)
+FORWARD(4, 4)
+
+void minidl_direct_forward(const float *x, const float *w, const float *b, float *y,
+                           float *scratch, int H, int W, int F, int kh, int kw,
+                           int ph, int pw, int OH, int OW)
+{
+    Plane q = image_plane(kh, kw, OH, OW);
+    pad_image(x, scratch, q, H, W, ph, pw);
+    switch (vectors(OW)) {
+    case 1: forward_1(scratch, q, w, b, y, F, kh, kw, OH, OW); break;
+    case 2: forward_2(scratch, q, w, b, y, F, kh, kw, OH, OW); break;
+    case 3: forward_3(scratch, q, w, b, y, F, kh, kw, OH, OW); break;
+    default: forward_4(scratch, q, w, b, y, F, kh, kw, OH, OW); break;
+    }
+}
+
+/* ---- backward ----------------------------------------------------------------------- */
+
+/* dw16[f, i, j0 .. j0+nj-1] += the lanes of sum_(oh, v) g[f, oh, 16v..] * xp[oh + i, j + 16v..]
+   for 4 filters and up to 5 kernel columns at a time (20 accumulators); with i == 0 and
+   j0 == 0 also db16[f] += the lanes of g's sum. */
+#define FW 4                                /* filters per block of dL/dw */
+#define JW 5                                /* kernel columns per block */
+
+AVX512 static ALWAYS_INLINE void
+weight_block(const int NV, const float *xp, Plane q, const float *g, float *dw16,
+             float *db16, int f0, int nf, int i, int j0, int nj, int kh, int kw, int OH, int OW)
+{
+    v16f acc[FW][JW], bias[FW];
+#pragma GCC unroll 4
+    for (int f = 0; f < FW; f++) {
+        bias[f] = (v16f){0};
+#pragma GCC unroll 5
+        for (int j = 0; j < JW; j++)
+            acc[f][j] = f < nf && j < nj ? load16(dw16 + (((long)(f0 + f) * kh + i) * kw + j0 + j) * LANES)
+                                         : (v16f){0};
+    }
+    const int with_bias = i == 0 && j0 == 0;
+    const int last = OW - LANES * (NV - 1);                 /* lanes of g's last vector */
+    const long plane = (long)OH * OW;
+    for (int oh = 0; oh < OH; oh++) {
+        const float *row = xp + (long)(oh + i) * q.width + j0;
+        const float *grow = g + (long)f0 * plane + (long)oh * OW;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            v16f gv[FW];                    /* g[f0 + f, oh, 16v ..], zero past the row's end */
+#pragma GCC unroll 4
+            for (int f = 0; f < FW; f++)
+                gv[f] = f < nf ? load_first(grow + f * plane + LANES * v, v < NV - 1 ? LANES : last)
+                               : (v16f){0};
+            if (with_bias) {
+#pragma GCC unroll 4
+                for (int f = 0; f < FW; f++) bias[f] += gv[f];
+            }
+#pragma GCC unroll 5
+            for (int j = 0; j < JW; j++) {
+                if (j >= nj) break;
+                v16f xv = load16(row + j + LANES * v);
+#pragma GCC unroll 4
+                for (int f = 0; f < FW; f++) acc[f][j] += gv[f] * xv;
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int f = 0; f < FW; f++) {
+        if (f >= nf) break;
+#pragma GCC unroll 5
+        for (int j = 0; j < JW; j++)
+            if (j < nj) store16(dw16 + (((long)(f0 + f) * kh + i) * kw + j0 + j) * LANES, acc[f][j]);
+        if (with_bias) store16(db16 + (long)(f0 + f) * LANES, load16(db16 + (long)(f0 + f) * LANES) + bias[f]);
+    }
+}
+
+/* gx rows r0 .. r0+nr-1 (nr <= 4): acc[r][v] holds dL/dx[r0 + r, 16v..]. */
+#define RX 4                                /* rows of dL/dx per block */
+
+AVX512 static ALWAYS_INLINE void
+input_block(const int NV, const float *gp, Plane gq, const float *w, float *gx, int r0, int nr,
+            int F, int kh, int kw, int ph, int pw, int W)
+{
+    v16f acc[RX][MAX_VECTORS];
+#pragma GCC unroll 4
+    for (int r = 0; r < RX; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[r][v] = (v16f){0};
+    const long plane = (long)gq.rows * gq.width;
+    const int last = W - LANES * (NV - 1);
+    for (int f = 0; f < F; f++)
+        for (int i = 0; i < kh; i++) {
+            const float *base = gp + f * plane + (long)(r0 + ph + kh - 1 - i) * gq.width + pw + kw - 1;
+            for (int j = 0; j < kw; j++) {
+                float wf = w[((long)f * kh + i) * kw + j];
+#pragma GCC unroll 4
+                for (int r = 0; r < RX; r++) {
+                    if (r >= nr) break;
+#pragma GCC unroll 4
+                    for (int v = 0; v < NV; v++)
+                        acc[r][v] += wf * load16(base + (long)r * gq.width - j + LANES * v);
+                }
+            }
+        }
+#pragma GCC unroll 4
+    for (int r = 0; r < RX; r++) {
+        if (r >= nr) break;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            store_first(gx + (long)(r0 + r) * W + LANES * v, acc[r][v], v < NV - 1 ? LANES : last);
+    }
+}
+
+#define BACKWARD(NV)                                                                        \
+    AVX512 static void weights_##NV(const float *xp, Plane q, const float *g, float *dw16,  \
+                                    float *db16, int F, int kh, int kw, int OH, int OW)     \
+    {                                                                                       \
+        for (int f0 = 0; f0 < F; f0 += FW)                                                  \
+            for (int i = 0; i < kh; i++)                                                    \
+                for (int j0 = 0; j0 < kw; j0 += JW) {                                       \
+                    int nf = F - f0 < FW ? F - f0 : FW, nj = kw - j0 < JW ? kw - j0 : JW;   \
+                    if (nf == FW && nj == JW)   /* whole blocks: the counts are constants */ \
+                        weight_block(NV, xp, q, g, dw16, db16, f0, FW, i, j0, JW, kh, kw, OH, OW); \
+                    else                                                                    \
+                        weight_block(NV, xp, q, g, dw16, db16, f0, nf, i, j0, nj, kh, kw, OH, OW); \
+                }                                                                           \
+    }                                                                                       \
+    AVX512 static void inputs_##NV(const float *gp, Plane gq, const float *w, float *gx,     \
+                                   int F, int kh, int kw, int ph, int pw, int H, int W)     \
+    {                                                                                       \
+        for (int r0 = 0; r0 < H; r0 += RX)                                                  \
+            input_block(NV, gp, gq, w, gx, r0, H - r0 < RX ? H - r0 : RX, F, kh, kw, ph, pw, W); \
+    }
+BACKWARD(1)
+BACKWARD(2)
+BACKWARD(3)
+BACKWARD(4)
+
+void minidl_direct_backward(const float *x, const float *g, const float *w, float *dw16,
+                            float *db16, float *gx, float *scratch, int H, int W, int F,
+                            int kh, int kw, int ph, int pw, int OH, int OW)
+{
+    Plane q = image_plane(kh, kw, OH, OW);
+    Plane gq = grad_plane(W, kh, kw, pw, OH, OW);
+    float *xp = scratch, *gp = scratch + (long)q.rows * q.width;
+    pad_image(x, xp, q, H, W, ph, pw);
+    switch (vectors(OW)) {
+    case 1: weights_1(xp, q, g, dw16, db16, F, kh, kw, OH, OW); break;
+    case 2: weights_2(xp, q, g, dw16, db16, F, kh, kw, OH, OW); break;
+    case 3: weights_3(xp, q, g, dw16, db16, F, kh, kw, OH, OW); break;
+    default: weights_4(xp, q, g, dw16, db16, F, kh, kw, OH, OW); break;
+    }
+    if (!gx) return;
+    /* gp[f]: g[f] at (KH-1, KW-1), zeros around */
+    memset(gp, 0, (size_t)F * gq.rows * gq.width * sizeof(float));
+    for (int f = 0; f < F; f++)
+        for (int oh = 0; oh < OH; oh++)
+            memcpy(gp + ((long)f * gq.rows + oh + kh - 1) * gq.width + kw - 1,
+                   g + ((long)f * OH + oh) * OW, (size_t)OW * sizeof(float));
+    switch (vectors(W)) {
+    case 1: inputs_1(gp, gq, w, gx, F, kh, kw, ph, pw, H, W); break;
+    case 2: inputs_2(gp, gq, w, gx, F, kh, kw, ph, pw, H, W); break;
+    case 3: inputs_3(gp, gq, w, gx, F, kh, kw, ph, pw, H, W); break;
+    default: inputs_4(gp, gq, w, gx, F, kh, kw, ph, pw, H, W); break;
+    }
+}
+#endif  /* MINIDL_DIRECT_X86 */

@@ -1,0 +1,43 @@
+/* direct.h -- a convolution of one-channel images, computed directly (direct.c). */
+#ifndef MINIDL_DIRECT_H
+#define MINIDL_DIRECT_H
+
+/* 1 if direct.c runs for this layer here: one input channel, stride 1, dilation 1, input and
+   output at most 64 pixels wide, and AVX-512 the instruction set in use (gemm.c's choice, so that
+   MINIDL_FAST_ISA=avx2 turns it off too) on x86-64 (gcc/clang, not Windows). Otherwise the
+   caller runs the image-by-image im2col and product, which are also its oracle, with the
+   naive loops, in tests/test_fast.py. */
+int minidl_direct_ok(int C, int sh, int sw, int dh, int dw, int W, int OW);
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(_WIN32)
+#define MINIDL_DIRECT_X86 1
+#else
+#define MINIDL_DIRECT_X86 0
+/* Elsewhere minidl_direct_ok() is 0 and the calls below are never made. */
+#define minidl_direct_scratch(...) (0L)
+#define minidl_direct_forward(...) ((void)0)
+#define minidl_direct_backward(...) ((void)0)
+#endif
+
+#if MINIDL_DIRECT_X86
+/* floats of scratch one call needs for this geometry (the padded image, the padded dL/dy) */
+long minidl_direct_scratch(int W, int F, int kh, int kw, int pw, int OH, int OW);
+
+/* One image x (H, W), weights w (F, KH, KW), bias b (F,) or NULL, padding (ph, pw):
+
+     y (F, OH, OW) = b + the cross-correlation of w with x padded by zeros          */
+void minidl_direct_forward(const float *x, const float *w, const float *b, float *y,
+                           float *scratch, int H, int W, int F, int kh, int kw,
+                           int ph, int pw, int OH, int OW);
+
+/* The same image and g = dL/dy (F, OH, OW):
+
+     dw16 (F, KH, KW, 16) += dL/dW, each entry as 16 partial sums (the caller adds them up)
+     db16 (F, 16)         += dL/db, likewise
+     gx (H, W)             = dL/dx                      (only if gx is not NULL)          */
+void minidl_direct_backward(const float *x, const float *g, const float *w, float *dw16,
+                            float *db16, float *gx, float *scratch, int H, int W, int F,
+                            int kh, int kw, int ph, int pw, int OH, int OW);
+#endif
+
+#endif
