@@ -353,12 +353,15 @@ def test_direct_conv_agrees_with_the_im2col_path(avx512, rng, monkeypatch):
 
 @requires_direct
 def test_direct_conv_only_where_it_applies(avx512):
-    """One input channel, stride 1, dilation 1, rows of at most 64 pixels, AVX-512 in use."""
+    """One input channel, kernels up to 7 rows high, stride 1, dilation 1, rows of at most 64
+    pixels, AVX-512 in use."""
     def takes(x_shape, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
         return fast._direct(x_shape, fast._geometry(x_shape, w_shape, stride, padding, dilation)[0])
     assert takes((2, 1, 28, 28), (16, 1, 5, 5))
     assert takes((2, 1, 8, 64), (4, 1, 3, 1))
     assert not takes((2, 2, 28, 28), (16, 2, 5, 5))                  # two channels
+    assert takes((2, 1, 28, 28), (4, 1, 7, 9))
+    assert not takes((2, 1, 28, 28), (4, 1, 8, 3))                    # a kernel 8 rows high
     assert not takes((2, 1, 28, 28), (16, 1, 5, 5), stride=(1, 2))
     assert not takes((2, 1, 28, 28), (16, 1, 5, 5), dilation=(2, 1))
     assert not takes((2, 1, 8, 65), (4, 1, 3, 1), padding=(1, 0))     # the output 65 wide

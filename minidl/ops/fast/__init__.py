@@ -258,10 +258,10 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
 
 
 def _direct(x_shape, geometry):
-    """True if direct.c takes this convolution: one input channel, stride 1, dilation 1,
-    rows of at most 64 pixels, AVX-512 in use (``direct_ok``)."""
-    (_, _, sh, sw, _, _, dh, dw, _, ow), (c, w) = geometry, (x_shape[1], x_shape[3])
-    return bool(_fast.direct_ok(c, sh, sw, dh, dw, w, ow))
+    """True if direct.c takes this convolution: one input channel, kernels at most 7 rows
+    high, stride 1, dilation 1, rows of at most 64 pixels, AVX-512 in use (``direct_ok``)."""
+    (kh, _, sh, sw, _, _, dh, dw, _, ow), (c, w) = geometry, (x_shape[1], x_shape[3])
+    return bool(_fast.direct_ok(c, kh, sh, sw, dh, dw, w, ow))
 
 
 def _direct_work(x_shape, f, geometry):

@@ -63,7 +63,7 @@ cdef extern from "sparse.h":
 
 # direct.c: the convolution of one-channel images, without im2col
 cdef extern from "direct.h":
-    int minidl_direct_ok(int C, int sh, int sw, int dh, int dw, int W, int OW) noexcept nogil
+    int minidl_direct_ok(int C, int kh, int sh, int sw, int dh, int dw, int W, int OW) noexcept nogil
     long minidl_direct_scratch(int W, int F, int kh, int kw, int pw, int OH, int OW) noexcept nogil
     void minidl_direct_forward(const float* x, const float* w, const float* b, float* y,
                                float* scratch, int H, int W, int F, int kh, int kw,
@@ -267,9 +267,9 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
 
 
 # --------------------------- convolution of one-channel images, direct (direct.c)
-def direct_ok(int c, int sh, int sw, int dh, int dw, int w, int out_w):
+def direct_ok(int c, int kh, int sh, int sw, int dh, int dw, int w, int out_w):
     """1 if direct.c runs for this convolution on this machine (see direct.h)."""
-    return minidl_direct_ok(c, sh, sw, dh, dw, w, out_w)
+    return minidl_direct_ok(c, kh, sh, sw, dh, dw, w, out_w)
 
 
 def direct_scratch(int w, int f, int kh, int kw, int pw, int out_h, int out_w):

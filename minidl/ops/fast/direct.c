@@ -19,8 +19,9 @@
  * Each sum runs along the width in 16-float vectors (AVX-512): a row of up to 64 pixels is
  * one to four vectors (NV), and every vector product above is one multiply-add of a vector
  * of pixels by one weight (broadcast). The blocks of accumulators are sized to the 32
- * registers: FB filters x NV vectors for y, 4 filters x 5 kernel columns for dL/dw, 4 rows x
- * NV vectors for dL/dx. Lanes past the row's end compute on zeros and are not stored.
+ * registers: FB filters x NV vectors for y, 4 filters x 5 kernel columns for dL/dw, RB rows x
+ * NV vectors for dL/dx (FB = RB = 16/NV). Lanes past the row's end compute on zeros and are
+ * not stored. dL/dx is compiled for each kernel height up to 7 (see input_block).
  *
  * dL/dw and dL/db are returned as 16 partial sums per entry (one per lane), which the
  * caller adds up with the other images' and threads'. So the sums run in another order than
@@ -37,15 +38,16 @@
 #include "gemm.h"                          /* minidl_sgemm_isa: the instruction set in use */
 
 #define MAX_VECTORS 4                      /* a row of up to 4 x 16 = 64 pixels */
+#define MAX_KH 7                           /* kernels up to 7 rows high */
 
-int minidl_direct_ok(int C, int sh, int sw, int dh, int dw, int W, int OW)
+int minidl_direct_ok(int C, int kh, int sh, int sw, int dh, int dw, int W, int OW)
 {
 #if MINIDL_DIRECT_X86
-    return C == 1 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && W >= 1 && OW >= 1
+    return C == 1 && kh >= 1 && kh <= MAX_KH && sh == 1 && sw == 1 && dh == 1 && dw == 1 && W >= 1 && OW >= 1
            && W <= 16 * MAX_VECTORS && OW <= 16 * MAX_VECTORS
            && minidl_sgemm_isa() == MINIDL_ISA_AVX512;
 #else
-    (void)C; (void)sh; (void)sw; (void)dh; (void)dw; (void)W; (void)OW;
+    (void)C; (void)kh; (void)sh; (void)sw; (void)dh; (void)dw; (void)W; (void)OW;
     return 0;
 #endif
 }
@@ -86,12 +88,13 @@ static Plane image_plane(int kh, int kw, int OH, int OW)
     return p;
 }
 
-/* gp, per filter: the rows and columns dL/dw and dL/dx read (see the header comment). */
+/* gp, per filter: the rows and columns dL/dx reads (see the header comment), and 16 spare
+   rows for input_block's last block. */
 static Plane grad_plane(int W, int kh, int kw, int pw, int OH, int OW)
 {
-    int width_w = kw - 1 + LANES * vectors(OW);            /* dL/dw reads g's rows */
-    int width_x = LANES * vectors(W) + pw + kw - 1;        /* dL/dx reads shifted rows */
-    Plane p = {OH + 2 * (kh - 1), width_w > width_x ? width_w : width_x};
+    int width_w = kw - 1 + LANES * vectors(OW);            /* g's rows, whole vectors */
+    int width_x = LANES * vectors(W) + pw + kw - 1;        /* the rows dL/dx reads, shifted */
+    Plane p = {OH + 2 * (kh - 1) + 16, width_w > width_x ? width_w : width_x};
     return p;
 }
 
@@ -244,42 +247,65 @@ weight_block(const int NV, const float *xp, Plane q, const float *g, float *dw16
     }
 }
 
-/* gx rows r0 .. r0+nr-1 (nr <= 4): acc[r][v] holds dL/dx[r0 + r, 16v..]. */
-#define RX 4                                /* rows of dL/dx per block */
-
+/* gx rows r0 .. r0+nr-1 (nr <= RB): acc[r][v] holds dL/dx[r0 + r, 16v..]. With the kernel
+   height KH a constant, each row of gp loaded (NV vectors) serves the KH output rows it
+   touches: output row r reads gp row t = r + KH-1 - i for kernel row i, so for each t the
+   pairs (r, i) are known at compile time and the accumulators stay in registers. Rows past
+   nr are computed (gp has RB spare rows at the bottom) but not stored. */
 AVX512 static ALWAYS_INLINE void
-input_block(const int NV, const float *gp, Plane gq, const float *w, float *gx, int r0, int nr,
-            int F, int kh, int kw, int ph, int pw, int W)
+input_block(const int NV, const int KH, const int RB, const float *gp, Plane gq, const float *w,
+            float *gx, int r0, int nr, int F, int kw, int ph, int pw, int W)
 {
-    v16f acc[RX][MAX_VECTORS];
-#pragma GCC unroll 4
-    for (int r = 0; r < RX; r++)
+    v16f acc[16][MAX_VECTORS];
+#pragma GCC unroll 16
+    for (int r = 0; r < RB; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) acc[r][v] = (v16f){0};
     const long plane = (long)gq.rows * gq.width;
     const int last = W - LANES * (NV - 1);
-    for (int f = 0; f < F; f++)
-        for (int i = 0; i < kh; i++) {
-            const float *base = gp + f * plane + (long)(r0 + ph + kh - 1 - i) * gq.width + pw + kw - 1;
-            for (int j = 0; j < kw; j++) {
-                float wf = w[((long)f * kh + i) * kw + j];
+    for (int f = 0; f < F; f++) {
+        const float *wf = w + (long)f * KH * kw;
+        const float *top = gp + f * plane + (long)(r0 + ph) * gq.width + pw + kw - 1;
+        for (int j = 0; j < kw; j++) {
+#pragma GCC unroll 32
+            for (int t = 0; t < RB + KH - 1; t++) {
+                v16f row[MAX_VECTORS];
 #pragma GCC unroll 4
-                for (int r = 0; r < RX; r++) {
-                    if (r >= nr) break;
+                for (int v = 0; v < NV; v++) row[v] = load16(top + (long)t * gq.width - j + LANES * v);
+#pragma GCC unroll 8
+                for (int i = 0; i < KH; i++) {
+                    const int r = t - (KH - 1) + i;
+                    if (r < 0 || r >= RB) continue;
+                    const float wij = wf[i * kw + j];
 #pragma GCC unroll 4
-                    for (int v = 0; v < NV; v++)
-                        acc[r][v] += wf * load16(base + (long)r * gq.width - j + LANES * v);
+                    for (int v = 0; v < NV; v++) acc[r][v] += wij * row[v];
                 }
             }
         }
-#pragma GCC unroll 4
-    for (int r = 0; r < RX; r++) {
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < RB; r++) {
         if (r >= nr) break;
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++)
             store_first(gx + (long)(r0 + r) * W + LANES * v, acc[r][v], v < NV - 1 ? LANES : last);
     }
 }
+
+/* dL/dx for kernel height KH and NV vectors per row, RB = 16/NV rows at a time. */
+typedef void (*inputs_fn)(const float *gp, Plane gq, const float *w, float *gx, int F, int kw,
+                          int ph, int pw, int H, int W);
+#define INPUTS(KH, NV, RB)                                                                  \
+    AVX512 static void inputs_##KH##_##NV(const float *gp, Plane gq, const float *w, float *gx, \
+                                          int F, int kw, int ph, int pw, int H, int W)      \
+    {                                                                                       \
+        for (int r0 = 0; r0 < H; r0 += RB)                                                  \
+            input_block(NV, KH, RB, gp, gq, w, gx, r0, H - r0 < RB ? H - r0 : RB, F, kw, ph, pw, W); \
+    }
+#define INPUTS_KH(KH) INPUTS(KH, 1, 16) INPUTS(KH, 2, 8) INPUTS(KH, 3, 5) INPUTS(KH, 4, 4)
+INPUTS_KH(1) INPUTS_KH(2) INPUTS_KH(3) INPUTS_KH(4) INPUTS_KH(5) INPUTS_KH(6) INPUTS_KH(7)
+#define ROW(KH) {inputs_##KH##_1, inputs_##KH##_2, inputs_##KH##_3, inputs_##KH##_4}
+static const inputs_fn INPUTS_TABLE[MAX_KH][MAX_VECTORS] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6), ROW(7)};
 
 #define BACKWARD(NV)                                                                        \
     AVX512 static void weights_##NV(const float *xp, Plane q, const float *g, float *dw16,  \
@@ -294,12 +320,6 @@ input_block(const int NV, const float *gp, Plane gq, const float *w, float *gx, 
                     else                                                                    \
                         weight_block(NV, xp, q, g, dw16, db16, f0, nf, i, j0, nj, kh, kw, OH, OW); \
                 }                                                                           \
-    }                                                                                       \
-    AVX512 static void inputs_##NV(const float *gp, Plane gq, const float *w, float *gx,     \
-                                   int F, int kh, int kw, int ph, int pw, int H, int W)     \
-    {                                                                                       \
-        for (int r0 = 0; r0 < H; r0 += RX)                                                  \
-            input_block(NV, gp, gq, w, gx, r0, H - r0 < RX ? H - r0 : RX, F, kh, kw, ph, pw, W); \
     }
 BACKWARD(1)
 BACKWARD(2)
@@ -327,11 +347,6 @@ void minidl_direct_backward(const float *x, const float *g, const float *w, floa
         for (int oh = 0; oh < OH; oh++)
             memcpy(gp + ((long)f * gq.rows + oh + kh - 1) * gq.width + kw - 1,
                    g + ((long)f * OH + oh) * OW, (size_t)OW * sizeof(float));
-    switch (vectors(W)) {
-    case 1: inputs_1(gp, gq, w, gx, F, kh, kw, ph, pw, H, W); break;
-    case 2: inputs_2(gp, gq, w, gx, F, kh, kw, ph, pw, H, W); break;
-    case 3: inputs_3(gp, gq, w, gx, F, kh, kw, ph, pw, H, W); break;
-    default: inputs_4(gp, gq, w, gx, F, kh, kw, ph, pw, H, W); break;
-    }
+    INPUTS_TABLE[kh - 1][vectors(W) - 1](gp, gq, w, gx, F, kw, ph, pw, H, W);
 }
 #endif  /* MINIDL_DIRECT_X86 */

@@ -2,12 +2,12 @@
 #ifndef MINIDL_DIRECT_H
 #define MINIDL_DIRECT_H
 
-/* 1 if direct.c runs for this layer here: one input channel, stride 1, dilation 1, input and
-   output at most 64 pixels wide, and AVX-512 the instruction set in use (gemm.c's choice, so that
+/* 1 if direct.c runs for this layer here: one input channel, a kernel at most 7 rows high,
+   stride 1, dilation 1, input and output at most 64 pixels wide, and AVX-512 the instruction set in use (gemm.c's choice, so that
    MINIDL_FAST_ISA=avx2 turns it off too) on x86-64 (gcc/clang, not Windows). Otherwise the
    caller runs the image-by-image im2col and product, which are also its oracle, with the
    naive loops, in tests/test_fast.py. */
-int minidl_direct_ok(int C, int sh, int sw, int dh, int dw, int W, int OW);
+int minidl_direct_ok(int C, int kh, int sh, int sw, int dh, int dw, int W, int OW);
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(_WIN32)
 #define MINIDL_DIRECT_X86 1
