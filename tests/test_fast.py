@@ -364,7 +364,8 @@ def test_direct_conv_only_where_it_applies(avx512):
     assert not takes((2, 1, 28, 28), (4, 1, 8, 3))                    # a kernel 8 rows high
     assert not takes((2, 1, 28, 28), (16, 1, 5, 5), stride=(1, 2))
     assert not takes((2, 1, 28, 28), (16, 1, 5, 5), dilation=(2, 1))
-    assert not takes((2, 1, 8, 65), (4, 1, 3, 1), padding=(1, 0))     # the output 65 wide
+    assert takes((2, 1, 8, 62), (4, 1, 3, 3), padding=(1, 2))         # the output 64 wide
+    assert not takes((2, 1, 8, 64), (4, 1, 3, 2), padding=(1, 1))     # the output 65 wide
     assert not takes((2, 1, 8, 70), (4, 1, 3, 7))                     # the input 70 wide
     if "avx2" in fast.isas():
         fast.use_isa("avx2")

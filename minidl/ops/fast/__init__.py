@@ -265,7 +265,7 @@ def _direct(x_shape, geometry):
 
 
 def _direct_work(x_shape, f, geometry):
-    """direct.c's scratch, one row per thread: the padded image and the padded dL/dy."""
+    """direct.c's scratch, one row per thread: the zero-padded image."""
     kh, kw, _, _, _, pw, _, _, oh, ow = geometry
     return np.empty((_fast.max_threads(), _fast.direct_scratch(x_shape[3], f, kh, kw, pw, oh, ow)),
                     dtype=np.float32)

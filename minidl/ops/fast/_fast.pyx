@@ -273,7 +273,7 @@ def direct_ok(int c, int kh, int sh, int sw, int dh, int dw, int w, int out_w):
 
 
 def direct_scratch(int w, int f, int kh, int kw, int pw, int out_h, int out_w):
-    """Floats of scratch one thread needs for direct.c (the padded image and dL/dy)."""
+    """Floats of scratch one thread needs for direct.c (the zero-padded image)."""
     return minidl_direct_scratch(w, f, kh, kw, pw, out_h, out_w)
 
 

@@ -8,13 +8,12 @@
  * stays put and each shifted row is read straight from it.
  *
  * The math, for stride 1 and dilation 1, with xp the image padded with zeros,
- * xp[r, s] = x[r - PH, s - PW], and gp dL/dy padded by KH-1 rows and KW-1 columns on each
- * side, gp[f, a, b] = g[f, a - (KH-1), b - (KW-1)]:
+ * xp[r, s] = x[r - PH, s - PW], and g = dL/dy taken as zero outside its OH x OW pixels:
  *
  *     y[f, oh, ow]      = b[f] + sum_ij w[f, i, j] xp[oh + i, ow + j]
  *     dL/dw[f, i, j]    = sum_(oh,ow) g[f, oh, ow] xp[oh + i, ow + j]
  *     dL/db[f]          = sum_(oh,ow) g[f, oh, ow]
- *     dL/dx[r, s]       = sum_f sum_ij w[f, i, j] gp[f, r + PH + KH-1 - i, s + PW + KW-1 - j]
+ *     dL/dx[r, s]       = sum_f sum_ij w[f, i, j] g[f, r + PH - i, s + PW - j]
  *
  * Each sum runs along the width in 16-float vectors (AVX-512): a row of up to 64 pixels is
  * one to four vectors (NV), and every vector product above is one multiply-add of a vector
@@ -88,20 +87,11 @@ static Plane image_plane(int kh, int kw, int OH, int OW)
     return p;
 }
 
-/* gp, per filter: the rows and columns dL/dx reads (see the header comment), and 16 spare
-   rows for input_block's last block. */
-static Plane grad_plane(int W, int kh, int kw, int pw, int OH, int OW)
-{
-    int width_w = kw - 1 + LANES * vectors(OW);            /* g's rows, whole vectors */
-    int width_x = LANES * vectors(W) + pw + kw - 1;        /* the rows dL/dx reads, shifted */
-    Plane p = {OH + 2 * (kh - 1) + 16, width_w > width_x ? width_w : width_x};
-    return p;
-}
-
 long minidl_direct_scratch(int W, int F, int kh, int kw, int pw, int OH, int OW)
 {
-    Plane xp = image_plane(kh, kw, OH, OW), gp = grad_plane(W, kh, kw, pw, OH, OW);
-    return (long)xp.rows * xp.width + (long)F * gp.rows * gp.width;
+    Plane xp = image_plane(kh, kw, OH, OW);
+    (void)W; (void)F; (void)pw;
+    return (long)xp.rows * xp.width;
 }
 
 /* xp from x (H, W): zeros around, x at (PH, PW). */
@@ -247,36 +237,51 @@ weight_block(const int NV, const float *xp, Plane q, const float *g, float *dw16
     }
 }
 
-/* gx rows r0 .. r0+nr-1 (nr <= RB): acc[r][v] holds dL/dx[r0 + r, 16v..]. With the kernel
-   height KH a constant, each row of gp loaded (NV vectors) serves the KH output rows it
-   touches: output row r reads gp row t = r + KH-1 - i for kernel row i, so for each t the
-   pairs (r, i) are known at compile time and the accumulators stay in registers. Rows past
-   nr are computed (gp has RB spare rows at the bottom) but not stored. */
+/* The lanes l of a vector with lo <= l < hi (clipped to 0 .. 16). */
+AVX512 static ALWAYS_INLINE __mmask16 lanes_between(int lo, int hi)
+{
+    lo = lo < 0 ? 0 : lo;
+    hi = hi > LANES ? LANES : hi;
+    return hi <= lo ? 0 : (__mmask16)(first(hi) & ~first(lo));
+}
+
+/* gx rows r0 .. r0+nr-1 (nr <= RB): acc[r][v] holds dL/dx[r0 + r, 16v..]. Output row r reads
+   g's row r0 + r + PH - i for kernel row i, shifted by kernel column j; with t = r + KH-1 - i,
+   each row t of g loaded (NV vectors) serves every output row it touches, and with the kernel
+   height KH a constant the pairs (r, i) are known at compile time: the accumulators stay in
+   registers. g's pixels outside the image are zeros: masked off along the width, rows outside
+   skipped. Rows past nr are computed but not stored. */
 AVX512 static ALWAYS_INLINE void
-input_block(const int NV, const int KH, const int RB, const float *gp, Plane gq, const float *w,
-            float *gx, int r0, int nr, int F, int kw, int ph, int pw, int W)
+input_block(const int NV, const int KH, const int RB, const float *g, const float *w,
+            float *gx, int r0, int nr, int F, int kw, int ph, int pw, int W, int OH, int OW)
 {
     v16f acc[16][MAX_VECTORS];
 #pragma GCC unroll 16
     for (int r = 0; r < RB; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) acc[r][v] = (v16f){0};
-    const long plane = (long)gq.rows * gq.width;
+    const long plane = (long)OH * OW;
     const int last = W - LANES * (NV - 1);
-    for (int f = 0; f < F; f++) {
-        const float *wf = w + (long)f * KH * kw;
-        const float *top = gp + f * plane + (long)(r0 + ph) * gq.width + pw + kw - 1;
-        for (int j = 0; j < kw; j++) {
+    const int top = r0 + ph - (KH - 1);                     /* g's row for t = 0 */
+    for (int j = 0; j < kw; j++) {
+        __mmask16 m[MAX_VECTORS];           /* lanes whose column 16v + l + PW - j is in g */
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) m[v] = lanes_between(j - pw - LANES * v, OW + j - pw - LANES * v);
+        for (int f = 0; f < F; f++) {
+            const float *wf = w + (long)f * KH * kw + j;
+            const float *gf = g + f * plane + pw - j;
 #pragma GCC unroll 32
             for (int t = 0; t < RB + KH - 1; t++) {
+                if (top + t < 0 || top + t >= OH) continue;     /* a row of zeros */
                 v16f row[MAX_VECTORS];
 #pragma GCC unroll 4
-                for (int v = 0; v < NV; v++) row[v] = load16(top + (long)t * gq.width - j + LANES * v);
+                for (int v = 0; v < NV; v++)
+                    row[v] = (v16f)_mm512_maskz_loadu_ps(m[v], gf + (long)(top + t) * OW + LANES * v);
 #pragma GCC unroll 8
                 for (int i = 0; i < KH; i++) {
                     const int r = t - (KH - 1) + i;
                     if (r < 0 || r >= RB) continue;
-                    const float wij = wf[i * kw + j];
+                    const float wij = wf[i * kw];
 #pragma GCC unroll 4
                     for (int v = 0; v < NV; v++) acc[r][v] += wij * row[v];
                 }
@@ -293,14 +298,14 @@ input_block(const int NV, const int KH, const int RB, const float *gp, Plane gq,
 }
 
 /* dL/dx for kernel height KH and NV vectors per row, RB = 16/NV rows at a time. */
-typedef void (*inputs_fn)(const float *gp, Plane gq, const float *w, float *gx, int F, int kw,
-                          int ph, int pw, int H, int W);
+typedef void (*inputs_fn)(const float *g, const float *w, float *gx, int F, int kw, int ph,
+                          int pw, int H, int W, int OH, int OW);
 #define INPUTS(KH, NV, RB)                                                                  \
-    AVX512 static void inputs_##KH##_##NV(const float *gp, Plane gq, const float *w, float *gx, \
-                                          int F, int kw, int ph, int pw, int H, int W)      \
+    AVX512 static void inputs_##KH##_##NV(const float *g, const float *w, float *gx, int F,  \
+                                          int kw, int ph, int pw, int H, int W, int OH, int OW) \
     {                                                                                       \
         for (int r0 = 0; r0 < H; r0 += RB)                                                  \
-            input_block(NV, KH, RB, gp, gq, w, gx, r0, H - r0 < RB ? H - r0 : RB, F, kw, ph, pw, W); \
+            input_block(NV, KH, RB, g, w, gx, r0, H - r0 < RB ? H - r0 : RB, F, kw, ph, pw, W, OH, OW); \
     }
 #define INPUTS_KH(KH) INPUTS(KH, 1, 16) INPUTS(KH, 2, 8) INPUTS(KH, 3, 5) INPUTS(KH, 4, 4)
 INPUTS_KH(1) INPUTS_KH(2) INPUTS_KH(3) INPUTS_KH(4) INPUTS_KH(5) INPUTS_KH(6) INPUTS_KH(7)
@@ -331,8 +336,7 @@ void minidl_direct_backward(const float *x, const float *g, const float *w, floa
                             int kh, int kw, int ph, int pw, int OH, int OW)
 {
     Plane q = image_plane(kh, kw, OH, OW);
-    Plane gq = grad_plane(W, kh, kw, pw, OH, OW);
-    float *xp = scratch, *gp = scratch + (long)q.rows * q.width;
+    float *xp = scratch;
     pad_image(x, xp, q, H, W, ph, pw);
     switch (vectors(OW)) {
     case 1: weights_1(xp, q, g, dw16, db16, F, kh, kw, OH, OW); break;
@@ -340,13 +344,7 @@ void minidl_direct_backward(const float *x, const float *g, const float *w, floa
     case 3: weights_3(xp, q, g, dw16, db16, F, kh, kw, OH, OW); break;
     default: weights_4(xp, q, g, dw16, db16, F, kh, kw, OH, OW); break;
     }
-    if (!gx) return;
-    /* gp[f]: g[f] at (KH-1, KW-1), zeros around */
-    memset(gp, 0, (size_t)F * gq.rows * gq.width * sizeof(float));
-    for (int f = 0; f < F; f++)
-        for (int oh = 0; oh < OH; oh++)
-            memcpy(gp + ((long)f * gq.rows + oh + kh - 1) * gq.width + kw - 1,
-                   g + ((long)f * OH + oh) * OW, (size_t)OW * sizeof(float));
-    INPUTS_TABLE[kh - 1][vectors(W) - 1](gp, gq, w, gx, F, kw, ph, pw, H, W);
+    if (gx)
+        INPUTS_TABLE[kh - 1][vectors(W) - 1](g, w, gx, F, kw, ph, pw, H, W, OH, OW);
 }
 #endif  /* MINIDL_DIRECT_X86 */
