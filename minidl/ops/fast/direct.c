@@ -250,9 +250,10 @@ AVX512 static ALWAYS_INLINE __mmask16 lanes_between(int lo, int hi)
    each row t of g loaded (NV vectors) serves every output row it touches, and with the kernel
    height KH a constant the pairs (r, i) are known at compile time: the accumulators stay in
    registers. g's pixels outside the image are zeros: masked off along the width, rows outside
-   skipped. Rows past nr are computed but not stored. */
+   skipped (EDGE: only blocks near the top or bottom check). Rows past nr are computed but not
+   stored. */
 AVX512 static ALWAYS_INLINE void
-input_block(const int NV, const int KH, const int RB, const float *g, const float *w,
+input_block(const int NV, const int KH, const int RB, const int EDGE, const float *g, const float *w,
             float *gx, int r0, int nr, int F, int kw, int ph, int pw, int W, int OH, int OW)
 {
     v16f acc[16][MAX_VECTORS];
@@ -268,22 +269,22 @@ input_block(const int NV, const int KH, const int RB, const float *g, const floa
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) m[v] = lanes_between(j - pw - LANES * v, OW + j - pw - LANES * v);
         for (int f = 0; f < F; f++) {
-            const float *wf = w + (long)f * KH * kw + j;
-            const float *gf = g + f * plane + pw - j;
+            v16f wv[8];                             /* w[f, i, j] for each kernel row i */
+#pragma GCC unroll 8
+            for (int i = 0; i < KH; i++) wv[i] = (v16f){0} + w[((long)f * KH + i) * kw + j];
+            const float *grow = g + f * plane + (long)top * OW + pw - j;   /* g's row top + t */
 #pragma GCC unroll 32
-            for (int t = 0; t < RB + KH - 1; t++) {
-                if (top + t < 0 || top + t >= OH) continue;     /* a row of zeros */
+            for (int t = 0; t < RB + KH - 1; t++, grow += OW) {
+                if (EDGE && (top + t < 0 || top + t >= OH)) continue;     /* a row of zeros */
                 v16f row[MAX_VECTORS];
 #pragma GCC unroll 4
-                for (int v = 0; v < NV; v++)
-                    row[v] = (v16f)_mm512_maskz_loadu_ps(m[v], gf + (long)(top + t) * OW + LANES * v);
+                for (int v = 0; v < NV; v++) row[v] = (v16f)_mm512_maskz_loadu_ps(m[v], grow + LANES * v);
 #pragma GCC unroll 8
                 for (int i = 0; i < KH; i++) {
                     const int r = t - (KH - 1) + i;
                     if (r < 0 || r >= RB) continue;
-                    const float wij = wf[i * kw];
 #pragma GCC unroll 4
-                    for (int v = 0; v < NV; v++) acc[r][v] += wij * row[v];
+                    for (int v = 0; v < NV; v++) acc[r][v] += wv[i] * row[v];
                 }
             }
         }
@@ -304,8 +305,13 @@ typedef void (*inputs_fn)(const float *g, const float *w, float *gx, int F, int 
     AVX512 static void inputs_##KH##_##NV(const float *g, const float *w, float *gx, int F,  \
                                           int kw, int ph, int pw, int H, int W, int OH, int OW) \
     {                                                                                       \
-        for (int r0 = 0; r0 < H; r0 += RB)                                                  \
-            input_block(NV, KH, RB, g, w, gx, r0, H - r0 < RB ? H - r0 : RB, F, kw, ph, pw, W, OH, OW); \
+        for (int r0 = 0; r0 < H; r0 += RB) {                                                \
+            int nr = H - r0 < RB ? H - r0 : RB, top = r0 + ph - (KH - 1);                   \
+            if (top >= 0 && top + RB + KH - 2 < OH)     /* every row of g it reads exists */ \
+                input_block(NV, KH, RB, 0, g, w, gx, r0, nr, F, kw, ph, pw, W, OH, OW);     \
+            else                                                                            \
+                input_block(NV, KH, RB, 1, g, w, gx, r0, nr, F, kw, ph, pw, W, OH, OW);     \
+        }                                                                                   \
     }
 #define INPUTS_KH(KH) INPUTS(KH, 1, 16) INPUTS(KH, 2, 8) INPUTS(KH, 3, 5) INPUTS(KH, 4, 4)
 INPUTS_KH(1) INPUTS_KH(2) INPUTS_KH(3) INPUTS_KH(4) INPUTS_KH(5) INPUTS_KH(6) INPUTS_KH(7)
