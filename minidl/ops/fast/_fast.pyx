@@ -371,15 +371,34 @@ cdef extern from *:
     void minidl_relu_backward(const float* g, const unsigned char* mask, float* out, long n) noexcept nogil
 
 
+# ReLU on large arrays (RELU_THREADS_FROM blocks or more) is split over the threads in blocks of
+# RELU_BLOCK floats: the lab network's relu1 is 157K floats, and one thread alone spent 4% of
+# the training step on its ReLUs. Smaller ones stay on the calling thread: waking the other
+# threads would cost more (relu3, 26K floats, took 0.02 ms alone and 0.08 ms split).
+cdef enum:
+    RELU_BLOCK = 16384
+    RELU_THREADS_FROM = 4
+
+
 def relu_forward_f32(const float[::1] x, float[::1] y, unsigned char[::1] mask):
     """y = max(x, 0) and mask = x > 0, element by element."""
-    if x.shape[0]:
+    cdef Py_ssize_t n = x.shape[0], blocks = (n + RELU_BLOCK - 1) // RELU_BLOCK, b, lo
+    if 0 < blocks < RELU_THREADS_FROM:
         with nogil:
-            minidl_relu_forward(&x[0], &y[0], &mask[0], x.shape[0])
+            minidl_relu_forward(&x[0], &y[0], &mask[0], n)
+    elif blocks:
+        for b in prange(blocks, nogil=True, schedule='static'):
+            lo = b * RELU_BLOCK
+            minidl_relu_forward(&x[lo], &y[lo], &mask[lo], min(RELU_BLOCK, n - lo))
 
 
 def relu_backward_f32(const float[::1] grad_y, const unsigned char[::1] mask, float[::1] grad_x):
     """grad_x = grad_y * mask (mask 0 or 1)."""
-    if grad_y.shape[0]:
+    cdef Py_ssize_t n = grad_y.shape[0], blocks = (n + RELU_BLOCK - 1) // RELU_BLOCK, b, lo
+    if 0 < blocks < RELU_THREADS_FROM:
         with nogil:
-            minidl_relu_backward(&grad_y[0], &mask[0], &grad_x[0], grad_y.shape[0])
+            minidl_relu_backward(&grad_y[0], &mask[0], &grad_x[0], n)
+    elif blocks:
+        for b in prange(blocks, nogil=True, schedule='static'):
+            lo = b * RELU_BLOCK
+            minidl_relu_backward(&grad_y[lo], &mask[lo], &grad_x[lo], min(RELU_BLOCK, n - lo))
