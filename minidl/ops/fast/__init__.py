@@ -241,7 +241,7 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
         work2 = np.empty((threads, k * p + extra), dtype=np.float32)
     else:
         work2 = np.empty((1, 1), dtype=np.float32)
-    grad_x = np.zeros(x.shape, dtype=np.float32) if need_input_grad else x[:1, :1, :1, :1].copy()
+    grad_x = np.empty(x.shape, dtype=np.float32) if need_input_grad else x[:1, :1, :1, :1].copy()
     grad_bwt = np.zeros((threads, 1 + k, f), dtype=np.float32)   # [db; dWm^T], one per thread
     sparse = _sparse_args(x.shape[1], weights, geometry, threads)
     _fast.conv_backward_f32(x, weights.reshape(f, k), grad_out.reshape(x.shape[0], f, p),

@@ -8,6 +8,7 @@ K = C*KH*KW, P = OH*OW (OH, OW are ``out_h``, ``out_w`` here).
 """
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 
 # threads.h, not `cimport openmp`: it includes <omp.h> only when the compiler has OpenMP
 cdef extern from "threads.h":
@@ -217,7 +218,7 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
 
         grad_bwt[t] += X @ G^T   (1+K, F): row 0 the bias gradient (G summed over P),
                                  rows 1.. the weight gradient, transposed; summed per thread t
-        grad_x[n]    = col2im(w2d^T @ G)  (if need_input_grad; grad_x zeroed by the caller)
+        grad_x[n]    = col2im(w2d^T @ G)  (if need_input_grad; every image of grad_x is written)
 
     work as in conv_forward_f32 (its ones row written by the caller); work2 (threads,
     K*P + col2im_scratch(...)) holds each thread's W^T G and col2im's scratch; grad_bwt
@@ -260,6 +261,7 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
                                                g, p, 1, 0.0, dcols, p)
                 else:
                     minidl_sgemm_serial(k, p, n_f, 1.0, &w2d[0, 0], 1, k, g, p, 1, 0.0, dcols, p)
+                memset(&grad_x[n, 0, 0, 0], 0, x.shape[1] * x.shape[2] * x.shape[3] * sizeof(float))
                 _col2im(vector, dcols, &grad_x[n, 0, 0, 0], dcols + k * p, x.shape[1], x.shape[2],
                         x.shape[3], kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
     finally:
