@@ -192,16 +192,18 @@ def conv_forward(x, weights, bias, stride, padding, dilation):
     computed one image at a time: each thread fills one image's (K, P) column
     block (it stays in cache), multiplies it and writes the (F, P) result straight
     into the NCHW output; the batch's column matrix is never built. The bias rides
-    in the product, ``[b | Wm] @ [1; X]``. The caller (``Conv.forward``) has
-    checked the shapes.
+    in the product, ``[b | Wm] @ [1; X]``. A convolution with one input channel
+    (conv1 on grey images) goes to direct.c instead (``_direct``): too few rows for
+    the product to pay. The caller (``Conv.forward``) has checked the shapes.
     """
     _require(x.dtype, "conv_forward")
     geometry, f, k, p = _geometry(x.shape, weights.shape, stride, padding, dilation)
     x = np.ascontiguousarray(x)
     y = np.empty((x.shape[0], f, geometry[-2], geometry[-1]), dtype=np.float32)
     if _direct(x.shape, geometry):              # one input channel: direct.c, no im2col
-        _fast.direct_forward_f32(x, np.ascontiguousarray(weights), bias, y,
-                                 _direct_work(x.shape, f, geometry), geometry[4], geometry[5])
+        b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+        _fast.direct_forward_f32(x, np.ascontiguousarray(weights), b, y, _direct_work(geometry),
+                                 geometry[4], geometry[5])
         return y
     wb = np.empty((f, 1 + k), dtype=np.float32)                     # [b | Wm]
     wb[:, 0] = 0.0 if bias is None else bias
@@ -221,7 +223,8 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
     [1; X] @ G^T); ``need_input_grad=False`` skips the last (the first layer of a
     network needs no input gradient). For an image whose G is mostly zero (after a
     max pool and a ReLU), sparse.c computes all three from G's non-zero entries
-    alone (``SPARSE_BELOW``, ``SPARSE_MIN_CHANNELS``).
+    alone (``SPARSE_BELOW``, ``SPARSE_MIN_CHANNELS``). One input channel: direct.c, as
+    in ``conv_forward``.
     """
     _require(x.dtype, "conv_backward")
     geometry, f, k, p = _geometry(x.shape, weights.shape, stride, padding, dilation)
@@ -233,7 +236,7 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
         grad_b16 = np.zeros((threads, f, 16), dtype=np.float32)
         grad_x = np.empty(x.shape, dtype=np.float32) if need_input_grad else None
         _fast.direct_backward_f32(x, np.ascontiguousarray(weights), grad_out, grad_w16, grad_b16, grad_x,
-                                  _direct_work(x.shape, f, geometry), geometry[4], geometry[5])
+                                  _direct_work(geometry), geometry[4], geometry[5])
         return grad_x, grad_w16.sum(axis=(0, 2)).reshape(weights.shape), grad_b16.sum(axis=(0, 2))
     if need_input_grad:      # per thread: W^T G (K, P), then col2im's scratch
         (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), c = geometry, x.shape[1]
@@ -264,11 +267,10 @@ def _direct(x_shape, geometry):
     return bool(_fast.direct_ok(c, kh, sh, sw, dh, dw, w, ow))
 
 
-def _direct_work(x_shape, f, geometry):
+def _direct_work(geometry):
     """direct.c's scratch, one row per thread: the zero-padded image."""
-    kh, kw, _, _, _, pw, _, _, oh, ow = geometry
-    return np.empty((_fast.max_threads(), _fast.direct_scratch(x_shape[3], f, kh, kw, pw, oh, ow)),
-                    dtype=np.float32)
+    kh, kw, *_, oh, ow = geometry
+    return np.empty((_fast.max_threads(), _fast.direct_scratch(kh, kw, oh, ow)), dtype=np.float32)
 
 
 #: conv_backward takes sparse.c for an image whose dL/dy has at most this fraction of

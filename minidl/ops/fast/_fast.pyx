@@ -65,7 +65,7 @@ cdef extern from "sparse.h":
 # direct.c: the convolution of one-channel images, without im2col
 cdef extern from "direct.h":
     int minidl_direct_ok(int C, int kh, int sh, int sw, int dh, int dw, int W, int OW) noexcept nogil
-    long minidl_direct_scratch(int W, int F, int kh, int kw, int pw, int OH, int OW) noexcept nogil
+    long minidl_direct_scratch(int kh, int kw, int OH, int OW) noexcept nogil
     void minidl_direct_forward(const float* x, const float* w, const float* b, float* y,
                                float* scratch, int H, int W, int F, int kh, int kw,
                                int ph, int pw, int OH, int OW) noexcept nogil
@@ -274,9 +274,9 @@ def direct_ok(int c, int kh, int sh, int sw, int dh, int dw, int w, int out_w):
     return minidl_direct_ok(c, kh, sh, sw, dh, dw, w, out_w)
 
 
-def direct_scratch(int w, int f, int kh, int kw, int pw, int out_h, int out_w):
+def direct_scratch(int kh, int kw, int out_h, int out_w):
     """Floats of scratch one thread needs for direct.c (the zero-padded image)."""
-    return minidl_direct_scratch(w, f, kh, kw, pw, out_h, out_w)
+    return minidl_direct_scratch(kh, kw, out_h, out_w)
 
 
 def direct_forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b,

@@ -42,8 +42,8 @@
 int minidl_direct_ok(int C, int kh, int sh, int sw, int dh, int dw, int W, int OW)
 {
 #if MINIDL_DIRECT_X86
-    return C == 1 && kh >= 1 && kh <= MAX_KH && sh == 1 && sw == 1 && dh == 1 && dw == 1 && W >= 1 && OW >= 1
-           && W <= 16 * MAX_VECTORS && OW <= 16 * MAX_VECTORS
+    return C == 1 && kh >= 1 && kh <= MAX_KH && sh == 1 && sw == 1 && dh == 1 && dw == 1
+           && W >= 1 && OW >= 1 && W <= 16 * MAX_VECTORS && OW <= 16 * MAX_VECTORS
            && minidl_sgemm_isa() == MINIDL_ISA_AVX512;
 #else
     (void)C; (void)kh; (void)sh; (void)sw; (void)dh; (void)dw; (void)W; (void)OW;
@@ -87,25 +87,19 @@ static Plane image_plane(int kh, int kw, int OH, int OW)
     return p;
 }
 
-long minidl_direct_scratch(int W, int F, int kh, int kw, int pw, int OH, int OW)
+long minidl_direct_scratch(int kh, int kw, int OH, int OW)
 {
     Plane xp = image_plane(kh, kw, OH, OW);
-    (void)W; (void)F; (void)pw;
     return (long)xp.rows * xp.width;
 }
 
-/* xp from x (H, W): zeros around, x at (PH, PW). */
+/* xp from x (H, W): zeros around, x at (PH, PW). With stride 1, OH + KH - 1 = H + 2 PH rows and
+   OW + KW - 1 = W + 2 PW columns: x fits whatever the padding. */
 static void pad_image(const float *x, float *xp, Plane q, int H, int W, int ph, int pw)
 {
     memset(xp, 0, (size_t)q.rows * q.width * sizeof(float));
-    for (int r = 0; r < H; r++) {
-        int row = r + ph;
-        if (row >= q.rows) break;
-        int n = W, col = pw;
-        if (col >= q.width) break;
-        if (col + n > q.width) n = q.width - col;
-        memcpy(xp + (long)row * q.width + col, x + (long)r * W, (size_t)n * sizeof(float));
-    }
+    for (int r = 0; r < H; r++)
+        memcpy(xp + (long)(r + ph) * q.width + pw, x + (long)r * W, (size_t)W * sizeof(float));
 }
 
 /* ---- forward ------------------------------------------------------------------------ */
@@ -165,6 +159,9 @@ FORWARD(16, 1)
 FORWARD(8, 2)
 FORWARD(5, 3)
 FORWARD(4, 4)
+typedef void (*forward_fn)(const float *xp, Plane q, const float *w, const float *b, float *y,
+                           int F, int kh, int kw, int OH, int OW);
+static const forward_fn FORWARD_TABLE[MAX_VECTORS] = {forward_1, forward_2, forward_3, forward_4};
 
 void minidl_direct_forward(const float *x, const float *w, const float *b, float *y,
                            float *scratch, int H, int W, int F, int kh, int kw,
@@ -172,12 +169,7 @@ void minidl_direct_forward(const float *x, const float *w, const float *b, float
 {
     Plane q = image_plane(kh, kw, OH, OW);
     pad_image(x, scratch, q, H, W, ph, pw);
-    switch (vectors(OW)) {
-    case 1: forward_1(scratch, q, w, b, y, F, kh, kw, OH, OW); break;
-    case 2: forward_2(scratch, q, w, b, y, F, kh, kw, OH, OW); break;
-    case 3: forward_3(scratch, q, w, b, y, F, kh, kw, OH, OW); break;
-    default: forward_4(scratch, q, w, b, y, F, kh, kw, OH, OW); break;
-    }
+    FORWARD_TABLE[vectors(OW) - 1](scratch, q, w, b, y, F, kh, kw, OH, OW);
 }
 
 /* ---- backward ----------------------------------------------------------------------- */
@@ -318,7 +310,7 @@ INPUTS_KH(1) INPUTS_KH(2) INPUTS_KH(3) INPUTS_KH(4) INPUTS_KH(5) INPUTS_KH(6) IN
 #define ROW(KH) {inputs_##KH##_1, inputs_##KH##_2, inputs_##KH##_3, inputs_##KH##_4}
 static const inputs_fn INPUTS_TABLE[MAX_KH][MAX_VECTORS] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6), ROW(7)};
 
-#define BACKWARD(NV)                                                                        \
+#define WEIGHTS(NV)                                                                         \
     AVX512 static void weights_##NV(const float *xp, Plane q, const float *g, float *dw16,  \
                                     float *db16, int F, int kh, int kw, int OH, int OW)     \
     {                                                                                       \
@@ -332,10 +324,13 @@ static const inputs_fn INPUTS_TABLE[MAX_KH][MAX_VECTORS] = {ROW(1), ROW(2), ROW(
                         weight_block(NV, xp, q, g, dw16, db16, f0, nf, i, j0, nj, kh, kw, OH, OW); \
                 }                                                                           \
     }
-BACKWARD(1)
-BACKWARD(2)
-BACKWARD(3)
-BACKWARD(4)
+WEIGHTS(1)
+WEIGHTS(2)
+WEIGHTS(3)
+WEIGHTS(4)
+typedef void (*weights_fn)(const float *xp, Plane q, const float *g, float *dw16, float *db16,
+                           int F, int kh, int kw, int OH, int OW);
+static const weights_fn WEIGHTS_TABLE[MAX_VECTORS] = {weights_1, weights_2, weights_3, weights_4};
 
 void minidl_direct_backward(const float *x, const float *g, const float *w, float *dw16,
                             float *db16, float *gx, float *scratch, int H, int W, int F,
@@ -344,12 +339,7 @@ void minidl_direct_backward(const float *x, const float *g, const float *w, floa
     Plane q = image_plane(kh, kw, OH, OW);
     float *xp = scratch;
     pad_image(x, xp, q, H, W, ph, pw);
-    switch (vectors(OW)) {
-    case 1: weights_1(xp, q, g, dw16, db16, F, kh, kw, OH, OW); break;
-    case 2: weights_2(xp, q, g, dw16, db16, F, kh, kw, OH, OW); break;
-    case 3: weights_3(xp, q, g, dw16, db16, F, kh, kw, OH, OW); break;
-    default: weights_4(xp, q, g, dw16, db16, F, kh, kw, OH, OW); break;
-    }
+    WEIGHTS_TABLE[vectors(OW) - 1](xp, q, g, dw16, db16, F, kh, kw, OH, OW);
     if (gx)
         INPUTS_TABLE[kh - 1][vectors(W) - 1](g, w, gx, F, kw, ph, pw, H, W, OH, OW);
 }

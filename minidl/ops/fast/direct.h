@@ -21,7 +21,7 @@ int minidl_direct_ok(int C, int kh, int sh, int sw, int dh, int dw, int W, int O
 
 #if MINIDL_DIRECT_X86
 /* floats of scratch one call needs for this geometry (the padded image) */
-long minidl_direct_scratch(int W, int F, int kh, int kw, int pw, int OH, int OW);
+long minidl_direct_scratch(int kh, int kw, int OH, int OW);
 
 /* One image x (H, W), weights w (F, KH, KW), bias b (F,) or NULL, padding (ph, pw):
 
