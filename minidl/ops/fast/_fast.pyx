@@ -73,6 +73,7 @@ cdef extern from "direct.h":
                                 float* db16, float* gx, float* scratch, int H, int W, int F,
                                 int kh, int kw, int ph, int pw, int OH, int OW) noexcept nogil
 
+
 cdef extern from "gemm.h":
     int minidl_sgemm_cpu_isas() noexcept nogil
     int minidl_sgemm_isa() noexcept nogil
@@ -312,6 +313,7 @@ def direct_backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w
                                &grad_x[n, 0, 0, 0] if need_input_grad else NULL, &work[t, 0],
                                x.shape[2], x.shape[3], f, kh, kw, ph, pw,
                                grad_y.shape[2], grad_y.shape[3])
+
 
 # ------------------------------------------- max pool, 2x2 window, stride 2 (pool.c)
 cdef extern from "pool.h":
