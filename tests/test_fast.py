@@ -281,7 +281,7 @@ def test_count_nonzero_counts_nan_and_not_negative_zero():
     assert fast._fast.count_nonzero(np.zeros(0, dtype=np.float32)) == 0
 
 
-# ----------------------------------- direct.c: the convolution of one-channel images
+# ------------------------------------------ direct.c: convolutions without im2col
 requires_direct = pytest.mark.skipif(
     not (fast.available(np.float32) and "avx512" in fast.isas()),
     reason=f"direct.c does not run here (x86-64 with AVX-512, gcc/clang, not Windows): {fast.status()}")
@@ -319,7 +319,8 @@ def test_direct_conv_matches_the_naive_loops(avx512, rng, shape, f, kernel, padd
     x = rng.standard_normal((n, 1, h, w_in)).astype(np.float32)
     w = rng.standard_normal((f, 1, *kernel)).astype(np.float32)
     geometry = fast._geometry(x.shape, w.shape, (1, 1), padding, (1, 1))[0]
-    assert fast._direct(x.shape, geometry)                     # direct.c takes it
+    assert fast._direct("forward", x.shape, geometry)          # direct.c takes both passes
+    assert fast._direct("backward", x.shape, geometry)
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
     for b in (rng.standard_normal(f).astype(np.float32), None):
         y = fast.conv_forward(x, w, b, (1, 1), padding, (1, 1))
@@ -337,6 +338,38 @@ def test_direct_conv_matches_the_naive_loops(avx512, rng, shape, f, kernel, padd
                 assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()
 
 
+# (N, C, H, W), F, (KH, KW), (PH, PW): the forward with several input channels. direct.c
+# takes 8 filters x 2 rows at a time for rows of one vector (NV = 1), 16/NV filters x 1 row
+# otherwise; the cases cover each NV, ragged filter and row blocks and the kept lanes.
+DIRECT_CHANNEL_CASES = [
+    ((3, 16, 14, 14), 32, (5, 5), (2, 2)),   # the lab's conv2: OW = 14, 14 rows = 7 blocks of 2
+    ((2, 3, 15, 16), 13, (3, 3), (1, 1)),    # every lane; 15 rows: the last block half used; 8 + 5 filters
+    ((2, 4, 9, 30), 9, (2, 3), (0, 1)),      # NV = 2, 14 lanes of the second vector
+    ((2, 2, 7, 44), 7, (3, 1), (1, 0)),      # NV = 3: 5 + 2 filters
+    ((1, 3, 5, 60), 6, (1, 5), (0, 2)),      # NV = 4: 4 + 2 filters
+    ((2, 5, 6, 14), 3, (6, 8), (0, 4)),      # OH = 1, OW = 15, the kernel as high as the image
+    ((2, 2, 4, 12), 10, (3, 3), (3, 2)),     # padding wider than the kernel: OW = 14, OH = 8
+]
+
+
+@requires_direct
+@pytest.mark.parametrize("shape,f,kernel,padding", DIRECT_CHANNEL_CASES,
+                         ids=[f"x{s}-f{f}-k{k}-p{p}".replace(" ", "") for s, f, k, p in DIRECT_CHANNEL_CASES])
+def test_direct_forward_with_channels_matches_the_naive_loops(avx512, rng, shape, f, kernel, padding):
+    """The forward of several input channels from direct.c against the naive loops in float64;
+    its backward stays with im2col and the product (or sparse.c)."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((f, shape[1], *kernel)).astype(np.float32)
+    geometry = fast._geometry(x.shape, w.shape, (1, 1), padding, (1, 1))[0]
+    assert fast._direct("forward", x.shape, geometry) and not fast._direct("backward", x.shape, geometry)
+    for b in (rng.standard_normal(f).astype(np.float32), None):
+        y = fast.conv_forward(x, w, b, (1, 1), padding, (1, 1))
+        want = naive.conv_forward(x.astype(np.float64), w.astype(np.float64),
+                                  None if b is None else b.astype(np.float64), (1, 1), padding, (1, 1))
+        assert y.shape == want.shape and y.dtype == np.float32
+        assert np.abs(y - want).max() <= 1e-5 * np.abs(want).max()
+
+
 @requires_direct
 def test_direct_conv_agrees_with_the_im2col_path(avx512, rng, monkeypatch):
     """The lab's conv1 through direct.c and through im2col and gemm.c: equal to float32 rounding."""
@@ -344,32 +377,52 @@ def test_direct_conv_agrees_with_the_im2col_path(avx512, rng, monkeypatch):
     w = rng.standard_normal((16, 1, 5, 5)).astype(np.float32)
     b = rng.standard_normal(16).astype(np.float32)
     g = rng.standard_normal((6, 16, 28, 28)).astype(np.float32) * (rng.random((6, 16, 28, 28)) < 0.2)
-    direct = [fast.conv_forward(x, w, b, (1, 1), (2, 2), (1, 1)), *fast.conv_backward(x, w, g, (1, 1), (2, 2), (1, 1))]
+    x2 = rng.random((6, 16, 14, 14), dtype=np.float32)          # and the forward of its conv2
+    w2 = rng.standard_normal((32, 16, 5, 5)).astype(np.float32)
+    b2 = rng.standard_normal(32).astype(np.float32)
+
+    def passes():
+        return [fast.conv_forward(x, w, b, (1, 1), (2, 2), (1, 1)), *fast.conv_backward(x, w, g, (1, 1), (2, 2), (1, 1)),
+                fast.conv_forward(x2, w2, b2, (1, 1), (2, 2), (1, 1))]
+    direct = passes()
     monkeypatch.setattr(fast, "_direct", lambda *args: False)
-    im2col = [fast.conv_forward(x, w, b, (1, 1), (2, 2), (1, 1)), *fast.conv_backward(x, w, g, (1, 1), (2, 2), (1, 1))]
-    for a, b in zip(direct, im2col):
+    for a, b in zip(direct, passes()):
         assert np.abs(a - b).max() <= 1e-6 * np.abs(b).max()
 
 
 @requires_direct
 def test_direct_conv_only_where_it_applies(avx512):
-    """One input channel, kernels up to 7 rows high, stride 1, dilation 1, rows of at most 64
-    pixels, AVX-512 in use."""
-    def takes(x_shape, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-        return fast._direct(x_shape, fast._geometry(x_shape, w_shape, stride, padding, dilation)[0])
-    assert takes((2, 1, 28, 28), (16, 1, 5, 5))
-    assert takes((2, 1, 8, 64), (4, 1, 3, 1))
-    assert not takes((2, 2, 28, 28), (16, 2, 5, 5))                  # two channels
-    assert takes((2, 1, 28, 28), (4, 1, 7, 9))
-    assert not takes((2, 1, 28, 28), (4, 1, 8, 3))                    # a kernel 8 rows high
-    assert not takes((2, 1, 28, 28), (16, 1, 5, 5), stride=(1, 2))
-    assert not takes((2, 1, 28, 28), (16, 1, 5, 5), dilation=(2, 1))
-    assert takes((2, 1, 8, 62), (4, 1, 3, 3), padding=(1, 2))         # the output 64 wide
-    assert not takes((2, 1, 8, 64), (4, 1, 3, 2), padding=(1, 1))     # the output 65 wide
-    assert not takes((2, 1, 8, 70), (4, 1, 3, 7))                     # the input 70 wide
+    """Stride 1, dilation 1, rows of at most 64 pixels, AVX-512 in use; the backward for one
+    input channel and kernels up to 7 rows high, the forward for one input channel or for
+    output rows that fill 7/8 of their vectors and C*KH*KW <= 800."""
+    def takes(which, x_shape, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
+        return fast._direct(which, x_shape, fast._geometry(x_shape, w_shape, stride, padding, dilation)[0])
+
+    def both(*args, **kwargs):
+        return takes("forward", *args, **kwargs), takes("backward", *args, **kwargs)
+    assert both((2, 1, 28, 28), (16, 1, 5, 5)) == (True, True)
+    assert both((2, 1, 8, 64), (4, 1, 3, 1)) == (True, True)
+    assert both((2, 1, 8, 9), (4, 1, 3, 3)) == (True, True)              # one channel: any width
+    assert both((2, 1, 28, 28), (4, 1, 7, 9)) == (True, True)
+    assert both((2, 1, 28, 28), (4, 1, 8, 3)) == (True, False)           # a kernel 8 rows high
+    assert both((2, 1, 28, 28), (16, 1, 5, 5), stride=(1, 2)) == (False, False)
+    assert both((2, 1, 28, 28), (16, 1, 5, 5), dilation=(2, 1)) == (False, False)
+    assert both((2, 1, 8, 62), (4, 1, 3, 3), padding=(1, 2)) == (True, True)      # the output 64 wide
+    assert both((2, 1, 8, 64), (4, 1, 3, 2), padding=(1, 1)) == (False, False)    # the output 65 wide
+    assert both((2, 1, 8, 70), (4, 1, 3, 7)) == (False, False)                    # the input 70 wide
+    # several channels: the forward only, and only where the lanes and the sum say so
+    assert both((2, 16, 14, 14), (32, 16, 5, 5), padding=(2, 2)) == (True, False)  # the lab's conv2
+    assert takes("forward", (2, 2, 28, 28), (16, 2, 5, 5), padding=(2, 2))
+    assert not takes("forward", (2, 16, 13, 13), (32, 16, 5, 5), padding=(2, 2))   # 13 of 16 lanes
+    assert takes("forward", (2, 16, 28, 28), (8, 16, 3, 3), padding=(1, 1))        # 28 of 32
+    assert not takes("forward", (2, 16, 27, 27), (8, 16, 3, 3), padding=(1, 1))    # 27 of 32
+    assert takes("forward", (2, 32, 16, 16), (8, 32, 5, 5), padding=(2, 2))        # C*KH*KW = 800
+    assert not takes("forward", (2, 33, 16, 16), (8, 33, 5, 5), padding=(2, 2))    # 825
+    assert not takes("forward", (2, 16, 14, 14), (32, 16, 5, 5), (1, 1), (2, 2), (2, 2))
     if "avx2" in fast.isas():
         fast.use_isa("avx2")
-        assert not takes((2, 1, 28, 28), (16, 1, 5, 5))              # AVX2 in use: im2col
+        assert both((2, 1, 28, 28), (16, 1, 5, 5)) == (False, False)         # AVX2 in use: im2col
+        assert not takes("forward", (2, 16, 14, 14), (32, 16, 5, 5), padding=(2, 2))
 
 
 # ------------------------------------------------------------------ switches

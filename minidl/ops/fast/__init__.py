@@ -192,17 +192,20 @@ def conv_forward(x, weights, bias, stride, padding, dilation):
     computed one image at a time: each thread fills one image's (K, P) column
     block (it stays in cache), multiplies it and writes the (F, P) result straight
     into the NCHW output; the batch's column matrix is never built. The bias rides
-    in the product, ``[b | Wm] @ [1; X]``. A convolution with one input channel
-    (conv1 on grey images) goes to direct.c instead (``_direct``): too few rows for
-    the product to pay. The caller (``Conv.forward``) has checked the shapes.
+    in the product, ``[b | Wm] @ [1; X]``. Where direct.c takes the layer
+    (``_direct``: stride 1, rows of at most 64 pixels that fill their vectors, small
+    kernels, AVX-512) it computes the same sums straight from the padded image instead, with no
+    im2col: with one input channel (conv1 on grey images) the product has too few rows
+    to pay, and with several, im2col's copies cost a third of the product's time.
+    The caller (``Conv.forward``) has checked the shapes.
     """
     _require(x.dtype, "conv_forward")
     geometry, f, k, p = _geometry(x.shape, weights.shape, stride, padding, dilation)
     x = np.ascontiguousarray(x)
     y = np.empty((x.shape[0], f, geometry[-2], geometry[-1]), dtype=np.float32)
-    if _direct(x.shape, geometry):              # one input channel: direct.c, no im2col
+    if _direct("forward", x.shape, geometry):   # direct.c: no im2col
         b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
-        _fast.direct_forward_f32(x, np.ascontiguousarray(weights), b, y, _direct_work(geometry),
+        _fast.direct_forward_f32(x, np.ascontiguousarray(weights), b, y, _direct_work(x.shape[1], geometry),
                                  geometry[4], geometry[5])
         return y
     wb = np.empty((f, 1 + k), dtype=np.float32)                     # [b | Wm]
@@ -231,12 +234,12 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
     x = np.ascontiguousarray(x)
     grad_out = np.ascontiguousarray(grad_out, dtype=np.float32)
     threads = _fast.max_threads()
-    if _direct(x.shape, geometry):              # one input channel: direct.c, no im2col
+    if _direct("backward", x.shape, geometry):  # one input channel: direct.c, no im2col
         grad_w16 = np.zeros((threads, weights.size, 16), dtype=np.float32)   # 16 partial sums
         grad_b16 = np.zeros((threads, f, 16), dtype=np.float32)
         grad_x = np.empty(x.shape, dtype=np.float32) if need_input_grad else None
         _fast.direct_backward_f32(x, np.ascontiguousarray(weights), grad_out, grad_w16, grad_b16, grad_x,
-                                  _direct_work(geometry), geometry[4], geometry[5])
+                                  _direct_work(x.shape[1], geometry), geometry[4], geometry[5])
         return grad_x, grad_w16.sum(axis=(0, 2)).reshape(weights.shape), grad_b16.sum(axis=(0, 2))
     if need_input_grad:      # per thread: W^T G (K, P), then col2im's scratch
         (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), c = geometry, x.shape[1]
@@ -260,17 +263,19 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
     return (grad_x if need_input_grad else None), grad_w, grad_b
 
 
-def _direct(x_shape, geometry):
-    """True if direct.c takes this convolution: one input channel, kernels at most 7 rows
-    high, stride 1, dilation 1, rows of at most 64 pixels, AVX-512 in use (``direct_ok``)."""
-    (kh, _, sh, sw, _, _, dh, dw, _, ow), (c, w) = geometry, (x_shape[1], x_shape[3])
-    return bool(_fast.direct_ok(c, kh, sh, sw, dh, dw, w, ow))
+def _direct(which, x_shape, geometry):
+    """True if direct.c takes this convolution's "forward" or "backward" (``direct_ok``):
+    stride 1, dilation 1, rows of at most 64 pixels, AVX-512 in use; the forward for one
+    input channel, or for output rows that fill 7/8 of their vectors and C*KH*KW <= 800;
+    the backward for one input channel and kernels at most 7 rows high."""
+    (kh, kw, sh, sw, _, _, dh, dw, _, ow), (c, w) = geometry, (x_shape[1], x_shape[3])
+    return bool(_fast.direct_ok(which == "forward", c, kh, kw, sh, sw, dh, dw, w, ow))
 
 
-def _direct_work(geometry):
+def _direct_work(channels, geometry):
     """direct.c's scratch, one row per thread: the zero-padded image."""
     kh, kw, *_, oh, ow = geometry
-    return np.empty((_fast.max_threads(), _fast.direct_scratch(kh, kw, oh, ow)), dtype=np.float32)
+    return np.empty((_fast.max_threads(), _fast.direct_scratch(channels, kh, kw, oh, ow)), dtype=np.float32)
 
 
 #: conv_backward takes sparse.c for an image whose dL/dy has at most this fraction of

@@ -62,12 +62,13 @@ cdef extern from "sparse.h":
                                      int F, int kh, int kw, int ph, int pw, int OH, int OW) noexcept nogil
 
 
-# direct.c: the convolution of one-channel images, without im2col
+# direct.c: convolutions without im2col
 cdef extern from "direct.h":
-    int minidl_direct_ok(int C, int kh, int sh, int sw, int dh, int dw, int W, int OW) noexcept nogil
-    long minidl_direct_scratch(int kh, int kw, int OH, int OW) noexcept nogil
+    int minidl_direct_forward_ok(int C, int kh, int kw, int sh, int sw, int dh, int dw, int W, int OW) noexcept nogil
+    int minidl_direct_backward_ok(int C, int kh, int kw, int sh, int sw, int dh, int dw, int W, int OW) noexcept nogil
+    long minidl_direct_scratch(int C, int kh, int kw, int OH, int OW) noexcept nogil
     void minidl_direct_forward(const float* x, const float* w, const float* b, float* y,
-                               float* scratch, int H, int W, int F, int kh, int kw,
+                               float* scratch, int C, int H, int W, int F, int kh, int kw,
                                int ph, int pw, int OH, int OW) noexcept nogil
     void minidl_direct_backward(const float* x, const float* g, const float* w, float* dw16,
                                 float* db16, float* gx, float* scratch, int H, int W, int F,
@@ -269,20 +270,22 @@ def conv_backward_f32(const float[:, :, :, ::1] x, const float[:, ::1] w2d,
         free(wt_packed)
 
 
-# --------------------------- convolution of one-channel images, direct (direct.c)
-def direct_ok(int c, int kh, int sh, int sw, int dh, int dw, int w, int out_w):
-    """1 if direct.c runs for this convolution on this machine (see direct.h)."""
-    return minidl_direct_ok(c, kh, sh, sw, dh, dw, w, out_w)
+# -------------------------------------------- convolutions, direct (direct.c)
+def direct_ok(bint forward, int c, int kh, int kw, int sh, int sw, int dh, int dw, int w, int out_w):
+    """1 if direct.c runs this convolution's forward (or backward) on this machine (direct.h)."""
+    if forward:
+        return minidl_direct_forward_ok(c, kh, kw, sh, sw, dh, dw, w, out_w)
+    return minidl_direct_backward_ok(c, kh, kw, sh, sw, dh, dw, w, out_w)
 
 
-def direct_scratch(int kh, int kw, int out_h, int out_w):
+def direct_scratch(int c, int kh, int kw, int out_h, int out_w):
     """Floats of scratch one thread needs for direct.c (the zero-padded image)."""
-    return minidl_direct_scratch(kh, kw, out_h, out_w)
+    return minidl_direct_scratch(c, kh, kw, out_h, out_w)
 
 
 def direct_forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w, const float[::1] b,
                        float[:, :, :, ::1] y, float[:, ::1] work, int ph, int pw):
-    """y (N, F, OH, OW) = conv(x (N, 1, H, W), w (F, 1, KH, KW)) + b (F,) or None, stride 1.
+    """y (N, F, OH, OW) = conv(x (N, C, H, W), w (F, C, KH, KW)) + b (F,) or None, stride 1.
 
     work: (threads, direct_scratch(...)). The caller checks direct_ok and the shapes.
     """
@@ -292,7 +295,7 @@ def direct_forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
     for n in prange(n_img, nogil=True, schedule='static'):
         t = threadid()
         minidl_direct_forward(&x[n, 0, 0, 0], &w[0, 0, 0, 0], bias, &y[n, 0, 0, 0], &work[t, 0],
-                              x.shape[2], x.shape[3], f, kh, kw, ph, pw, y.shape[2], y.shape[3])
+                              x.shape[1], x.shape[2], x.shape[3], f, kh, kw, ph, pw, y.shape[2], y.shape[3])
 
 
 def direct_backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,

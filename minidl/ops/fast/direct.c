@@ -39,16 +39,35 @@
 #define MAX_VECTORS 4                      /* a row of up to 4 x 16 = 64 pixels */
 #define MAX_KH 7                           /* kernels up to 7 rows high */
 
-int minidl_direct_ok(int C, int kh, int sh, int sw, int dh, int dw, int W, int OW)
+/* With several input channels the forward beats im2col and the product (measured on 26
+   shapes, benchmarks/README.md) where a row's vectors are mostly pixels, at least 7/8 of their
+   lanes (rows of 14-16, 28-32, 42-48 or 56-64 pixels), and the sum runs over at most
+   MAX_K = C KH KW terms (more, and the product's blocking for the cache wins). */
+#define MAX_K 800
+static int lanes_well_used(int OW) { return 8 * OW >= 7 * 16 * ((OW + 15) / 16); }
+
+static int direct_geometry(int kh, int sh, int sw, int dh, int dw, int W, int OW)
 {
 #if MINIDL_DIRECT_X86
-    return C == 1 && kh >= 1 && kh <= MAX_KH && sh == 1 && sw == 1 && dh == 1 && dw == 1
+    return kh >= 1 && sh == 1 && sw == 1 && dh == 1 && dw == 1
            && W >= 1 && OW >= 1 && W <= 16 * MAX_VECTORS && OW <= 16 * MAX_VECTORS
            && minidl_sgemm_isa() == MINIDL_ISA_AVX512;
 #else
-    (void)C; (void)kh; (void)sh; (void)sw; (void)dh; (void)dw; (void)W; (void)OW;
+    (void)kh; (void)sh; (void)sw; (void)dh; (void)dw; (void)W; (void)OW;
     return 0;
 #endif
+}
+
+int minidl_direct_forward_ok(int C, int kh, int kw, int sh, int sw, int dh, int dw, int W, int OW)
+{
+    return C >= 1 && kw >= 1 && direct_geometry(kh, sh, sw, dh, dw, W, OW)
+           && (C == 1 || (lanes_well_used(OW) && (long)C * kh * kw <= MAX_K));
+}
+
+int minidl_direct_backward_ok(int C, int kh, int kw, int sh, int sw, int dh, int dw, int W, int OW)
+{
+    (void)kw;
+    return C == 1 && kh <= MAX_KH && direct_geometry(kh, sh, sw, dh, dw, W, OW);
 }
 
 #if MINIDL_DIRECT_X86
@@ -78,98 +97,119 @@ AVX512 static ALWAYS_INLINE void store_first(float *p, v16f v, int n)
 
 static int vectors(int n) { return (n + LANES - 1) / LANES; }
 
-/* The padded image xp: OH + KH - 1 rows of XW = 16 NV + KW - 1 floats (every load in range). */
+/* The padded image xp, one plane per channel: OH + KH - 1 rows of XW = 16 NV + KW - 1 floats,
+   and MAX_ROWS - 1 rows more, so that every load is in range (see forward_block). */
+#define MAX_ROWS 2                          /* output rows per block of y */
 typedef struct { int rows, width; } Plane;
 
 static Plane image_plane(int kh, int kw, int OH, int OW)
 {
-    Plane p = {OH + kh - 1, LANES * vectors(OW) + kw - 1};
+    Plane p = {OH + kh - 1 + MAX_ROWS - 1, LANES * vectors(OW) + kw - 1};
     return p;
 }
 
-long minidl_direct_scratch(int kh, int kw, int OH, int OW)
+long minidl_direct_scratch(int C, int kh, int kw, int OH, int OW)
 {
     Plane xp = image_plane(kh, kw, OH, OW);
-    return (long)xp.rows * xp.width;
+    return (long)C * xp.rows * xp.width;
 }
 
-/* xp from x (H, W): zeros around, x at (PH, PW). With stride 1, OH + KH - 1 = H + 2 PH rows and
-   OW + KW - 1 = W + 2 PW columns: x fits whatever the padding. */
-static void pad_image(const float *x, float *xp, Plane q, int H, int W, int ph, int pw)
+/* xp from x (C, H, W): zeros around, x[c] at (PH, PW) of plane c. With stride 1,
+   OH + KH - 1 = H + 2 PH rows and OW + KW - 1 = W + 2 PW columns: x fits whatever the padding. */
+static void pad_image(const float *x, float *xp, Plane q, int C, int H, int W, int ph, int pw)
 {
-    memset(xp, 0, (size_t)q.rows * q.width * sizeof(float));
-    for (int r = 0; r < H; r++)
-        memcpy(xp + (long)(r + ph) * q.width + pw, x + (long)r * W, (size_t)W * sizeof(float));
+    const long plane = (long)q.rows * q.width;
+    memset(xp, 0, (size_t)C * plane * sizeof(float));
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < H; r++)
+            memcpy(xp + c * plane + (long)(r + ph) * q.width + pw, x + ((long)c * H + r) * W,
+                   (size_t)W * sizeof(float));
 }
 
 /* ---- forward ------------------------------------------------------------------------ */
 
-/* y for filters f0 .. f0+nf-1 (nf <= FB), every output row: acc[f][v] holds y[f, oh, 16v..]. */
+/* y for filters f0 .. f0+nf-1 (nf <= FB) and output rows oh0 .. oh0+R-1 (those past OH are
+   computed on xp's spare rows and not stored): acc[f][r][v] holds y[f, oh0 + r, 16v..]. Each
+   vector of pixels loaded serves FB filters, each weight broadcast serves R rows. */
 AVX512 static ALWAYS_INLINE void
-forward_block(const int FB, const int NV, const float *xp, Plane q, const float *w,
-              const float *b, float *y, int f0, int nf, int kh, int kw, int OH, int OW)
+forward_block(const int FB, const int R, const int NV, const float *xp, Plane q, int C,
+              const float *w, const float *b, float *y, int f0, int nf, int oh0, int kh, int kw,
+              int OH, int OW)
 {
     const int kk = kh * kw;
+    const long fstride = (long)C * kk, plane = (long)q.rows * q.width;
     const int last = OW - LANES * (NV - 1);                 /* lanes of the last vector */
-    for (int oh = 0; oh < OH; oh++) {
-        v16f acc[16][MAX_VECTORS];
+    v16f acc[16][MAX_ROWS][MAX_VECTORS];
 #pragma GCC unroll 16
-        for (int f = 0; f < FB; f++)
+    for (int f = 0; f < FB; f++)
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++)
-                acc[f][v] = (v16f){0} + (f < nf && b ? b[f0 + f] : 0.0f);
+                acc[f][r][v] = (v16f){0} + (f < nf && b ? b[f0 + f] : 0.0f);
+    for (int c = 0; c < C; c++)
         for (int i = 0; i < kh; i++) {
-            const float *row = xp + (long)(oh + i) * q.width;
+            const float *row = xp + c * plane + (long)(oh0 + i) * q.width;
             for (int j = 0; j < kw; j++) {
-                v16f xv[MAX_VECTORS];
+                v16f xv[MAX_ROWS][MAX_VECTORS];
+#pragma GCC unroll 2
+                for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-                for (int v = 0; v < NV; v++) xv[v] = load16(row + j + LANES * v);
-                const float *wij = w + (long)f0 * kk + i * kw + j;
+                    for (int v = 0; v < NV; v++) xv[r][v] = load16(row + (long)r * q.width + j + LANES * v);
+                const float *wij = w + f0 * fstride + (long)c * kk + i * kw + j;
 #pragma GCC unroll 16
                 for (int f = 0; f < FB; f++) {
                     if (f >= nf) break;
-                    float wf = wij[(long)f * kk];
+                    float wf = wij[f * fstride];
+#pragma GCC unroll 2
+                    for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-                    for (int v = 0; v < NV; v++) acc[f][v] += wf * xv[v];
+                        for (int v = 0; v < NV; v++) acc[f][r][v] += wf * xv[r][v];
                 }
             }
         }
 #pragma GCC unroll 16
-        for (int f = 0; f < FB; f++) {
-            if (f >= nf) break;
-            float *out = y + ((long)(f0 + f) * OH + oh) * OW;
+    for (int f = 0; f < FB; f++) {
+        if (f >= nf) break;
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            if (oh0 + r >= OH) break;
+            float *out = y + ((long)(f0 + f) * OH + oh0 + r) * OW;
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) store_first(out + LANES * v, acc[f][v], v < NV - 1 ? LANES : last);
+            for (int v = 0; v < NV; v++) store_first(out + LANES * v, acc[f][r][v], v < NV - 1 ? LANES : last);
         }
     }
 }
 
-/* FB filters at a time, as many as leave room in the registers: FB * NV <= 16. */
-#define FORWARD(FB, NV)                                                                     \
-    AVX512 static void forward_##NV(const float *xp, Plane q, const float *w, const float *b, \
-                                    float *y, int F, int kh, int kw, int OH, int OW)        \
+/* FB filters x R rows at a time, as many as leave room in the registers: FB * R * NV <= 16. */
+#define FORWARD(FB, R, NV)                                                                  \
+    AVX512 static void forward_##NV(const float *xp, Plane q, int C, const float *w,         \
+                                    const float *b, float *y, int F, int kh, int kw, int OH, \
+                                    int OW)                                                 \
     {                                                                                       \
-        int f0 = 0;                                                                         \
+        int f0 = 0;                             /* a block's weights stay in L1 over the rows */ \
         for (; f0 + FB <= F; f0 += FB)          /* whole blocks: the count is a constant */ \
-            forward_block(FB, NV, xp, q, w, b, y, f0, FB, kh, kw, OH, OW);                  \
+            for (int oh0 = 0; oh0 < OH; oh0 += R)                                           \
+                forward_block(FB, R, NV, xp, q, C, w, b, y, f0, FB, oh0, kh, kw, OH, OW);   \
         if (f0 < F)                                                                         \
-            forward_block(FB, NV, xp, q, w, b, y, f0, F - f0, kh, kw, OH, OW);              \
+            for (int oh0 = 0; oh0 < OH; oh0 += R)                                           \
+                forward_block(FB, R, NV, xp, q, C, w, b, y, f0, F - f0, oh0, kh, kw, OH, OW); \
     }
-FORWARD(16, 1)
-FORWARD(8, 2)
-FORWARD(5, 3)
-FORWARD(4, 4)
-typedef void (*forward_fn)(const float *xp, Plane q, const float *w, const float *b, float *y,
-                           int F, int kh, int kw, int OH, int OW);
+FORWARD(8, 2, 1)
+FORWARD(8, 1, 2)
+FORWARD(5, 1, 3)
+FORWARD(4, 1, 4)
+typedef void (*forward_fn)(const float *xp, Plane q, int C, const float *w, const float *b,
+                           float *y, int F, int kh, int kw, int OH, int OW);
 static const forward_fn FORWARD_TABLE[MAX_VECTORS] = {forward_1, forward_2, forward_3, forward_4};
 
 void minidl_direct_forward(const float *x, const float *w, const float *b, float *y,
-                           float *scratch, int H, int W, int F, int kh, int kw,
+                           float *scratch, int C, int H, int W, int F, int kh, int kw,
                            int ph, int pw, int OH, int OW)
 {
     Plane q = image_plane(kh, kw, OH, OW);
-    pad_image(x, scratch, q, H, W, ph, pw);
-    FORWARD_TABLE[vectors(OW) - 1](scratch, q, w, b, y, F, kh, kw, OH, OW);
+    pad_image(x, scratch, q, C, H, W, ph, pw);
+    FORWARD_TABLE[vectors(OW) - 1](scratch, q, C, w, b, y, F, kh, kw, OH, OW);
 }
 
 /* ---- backward ----------------------------------------------------------------------- */
@@ -338,7 +378,7 @@ void minidl_direct_backward(const float *x, const float *g, const float *w, floa
 {
     Plane q = image_plane(kh, kw, OH, OW);
     float *xp = scratch;
-    pad_image(x, xp, q, H, W, ph, pw);
+    pad_image(x, xp, q, 1, H, W, ph, pw);
     WEIGHTS_TABLE[vectors(OW) - 1](xp, q, g, dw16, db16, F, kh, kw, OH, OW);
     if (gx)
         INPUTS_TABLE[kh - 1][vectors(W) - 1](g, w, gx, F, kw, ph, pw, H, W, OH, OW);
