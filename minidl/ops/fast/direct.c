@@ -1,37 +1,41 @@
 /*
- * direct.c -- the convolution of a one-channel float32 image (a first layer on grey images),
- * forward and backward, computed directly instead of through im2col and a product.
+ * direct.c -- float32 convolutions computed directly from the padded image instead of through
+ * im2col and a product: forward and backward for one input channel (a first layer on grey
+ * images), the forward for several channels where that pays (a second layer on small maps).
  *
  * Why: with one input channel the im2col product has K = KH*KW + 1 = 26 rows to sum over
  * (5x5 kernels). gemm.c's kernels then spend as much time starting and storing their tiles
- * as multiplying, and im2col writes 25 shifted copies of the image first. Here the image
- * stays put and each shifted row is read straight from it.
+ * as multiplying, and im2col writes 25 shifted copies of the image first. With several
+ * channels (the lab's conv2: 16 channels, 14x14) the product runs near the machine's peak,
+ * but im2col's 400 shifted copies took a third as long again. Here the image stays put and
+ * each shifted row is read straight from it.
  *
  * The math, for stride 1 and dilation 1, with xp the image padded with zeros,
- * xp[r, s] = x[r - PH, s - PW], and g = dL/dy taken as zero outside its OH x OW pixels:
+ * xp[c, r, s] = x[c, r - PH, s - PW], and g = dL/dy taken as zero outside its OH x OW pixels:
  *
- *     y[f, oh, ow]      = b[f] + sum_ij w[f, i, j] xp[oh + i, ow + j]
- *     dL/dw[f, i, j]    = sum_(oh,ow) g[f, oh, ow] xp[oh + i, ow + j]
- *     dL/db[f]          = sum_(oh,ow) g[f, oh, ow]
- *     dL/dx[r, s]       = sum_f sum_ij w[f, i, j] g[f, r + PH - i, s + PW - j]
+ *     y[f, oh, ow]      = b[f] + sum_cij w[f, c, i, j] xp[c, oh + i, ow + j]
+ *     dL/dw[f, i, j]    = sum_(oh,ow) g[f, oh, ow] xp[0, oh + i, ow + j]           (C = 1)
+ *     dL/db[f]          = sum_(oh,ow) g[f, oh, ow]                                 (C = 1)
+ *     dL/dx[r, s]       = sum_f sum_ij w[f, 0, i, j] g[f, r + PH - i, s + PW - j]  (C = 1)
  *
  * Each sum runs along the width in 16-float vectors (AVX-512): a row of up to 64 pixels is
  * one to four vectors (NV), and every vector product above is one multiply-add of a vector
  * of pixels by one weight (broadcast). The blocks of accumulators are sized to the 32
- * registers: FB filters x NV vectors for y, 4 filters x 5 kernel columns for dL/dw, RB rows x
- * NV vectors for dL/dx (FB = RB = 16/NV). Lanes past the row's end compute on zeros and are
- * not stored. dL/dx is compiled for each kernel height up to 7 (see input_block).
+ * registers: FB filters x R rows x NV vectors for y (8 x 2 x 1, then 16/NV x 1 x NV), 4
+ * filters x 5 kernel columns for dL/dw, RB rows x NV vectors for dL/dx (RB = 16/NV). Lanes
+ * past the row's end compute on zeros and are not stored. dL/dx is compiled for each kernel
+ * height up to 7 (see input_block).
  *
  * dL/dw and dL/db are returned as 16 partial sums per entry (one per lane), which the
  * caller adds up with the other images' and threads'. So the sums run in another order than
  * the product's: the results agree with it to float32 rounding, not bit for bit.
- * tests/test_fast.py checks all three against the naive loops and the im2col path on
+ * tests/test_fast.py checks all of them against the naive loops and the im2col path on
  * awkward shapes (row widths of 1 to 4 vectors with ragged ends, kernels of 1x1 to 7x3,
- * padding wider than the kernel, filter counts off the block sizes).
+ * padding wider than the kernel, filter and row counts off the block sizes).
  *
  * The code uses the compilers' 16-float vector type with an AVX-512 target attribute and
  * runs only while gemm.c's instruction set in use is AVX-512; it is compiled by gcc/clang on
- * x86-64 outside Windows, as gemm.c's kernels are. Elsewhere minidl_direct_ok() says no.
+ * x86-64 outside Windows, as gemm.c's kernels are. Elsewhere minidl_direct_*_ok() say no.
  */
 #include "direct.h"
 #include "gemm.h"                          /* minidl_sgemm_isa: the instruction set in use */
@@ -39,10 +43,10 @@
 #define MAX_VECTORS 4                      /* a row of up to 4 x 16 = 64 pixels */
 #define MAX_KH 7                           /* kernels up to 7 rows high */
 
-/* With several input channels the forward beats im2col and the product (measured on 26
-   shapes, benchmarks/README.md) where a row's vectors are mostly pixels, at least 7/8 of their
-   lanes (rows of 14-16, 28-32, 42-48 or 56-64 pixels), and the sum runs over at most
-   MAX_K = C KH KW terms (more, and the product's blocking for the cache wins). */
+/* With several input channels the forward beats im2col and the product where a row's vectors
+   are mostly pixels, at least 7/8 of their lanes (rows of 14-16, 28-32, 42-48 or 56-64 pixels),
+   and the sum runs over at most MAX_K = C KH KW terms (more, and the product's blocking for the
+   cache wins): benchmarks/bench_direct.py measures both ways on 26 shapes. */
 #define MAX_K 800
 static int lanes_well_used(int OW) { return 8 * OW >= 7 * 16 * ((OW + 15) / 16); }
 
@@ -181,7 +185,8 @@ forward_block(const int FB, const int R, const int NV, const float *xp, Plane q,
     }
 }
 
-/* FB filters x R rows at a time, as many as leave room in the registers: FB * R * NV <= 16. */
+/* FB filters x R rows at a time, leaving room in the registers: FB * R * NV <= 16 accumulators
+   (8 x 2 for one vector: each weight serves two rows; measured faster than 16 x 1 and 4 x 2). */
 #define FORWARD(FB, R, NV)                                                                  \
     AVX512 static void forward_##NV(const float *xp, Plane q, int C, const float *w,         \
                                     const float *b, float *y, int F, int kh, int kw, int OH, \
