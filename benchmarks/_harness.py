@@ -586,6 +586,27 @@ class MinidlBench:
                 break
         return {"steps": n, "seconds": elapsed, "images_per_s": n * batch / elapsed}
 
+    def paired(self, modes, batch, seconds, min_steps):
+        """Two modes' steps in turn, one by one (A B, B A, A B, ...), each step timed.
+
+        For the ratio of two minidl loops: measured in the same second, both see the
+        same state of the machine, which drifts by more than the 5% asked of them
+        between one round and the next. Returns the steps and seconds of each mode.
+        """
+        pairs = [self._model(mode, batch) for mode in modes]
+        spent, n = [0.0, 0.0], 0
+        start = time.perf_counter()
+        while n < min_steps or time.perf_counter() - start < seconds:
+            for k in ((0, 1) if n % 2 == 0 else (1, 0)):
+                step, pool = pairs[k]
+                x, y = pool[n % len(pool)]
+                t = time.perf_counter()
+                step(x, y)
+                spent[k] += time.perf_counter() - t
+            n += 1
+        return {"modes": list(modes), "steps": n, "seconds": spent,
+                "images_per_s": [n * batch / t for t in spent]}
+
     def gemm(self, sizes, batches, seconds):
         np = self.np
         rng = np.random.default_rng(0)
@@ -717,6 +738,8 @@ def _serve(framework, threads):
             elif name == "run":
                 reply = bench.run(cmd["mode"], int(cmd["batch"]), float(cmd["seconds"]), int(cmd["min_steps"]),
                                   cmd.get("max_seconds"))
+            elif name == "paired" and framework == "minidl":
+                reply = bench.paired(cmd["modes"], int(cmd["batch"]), float(cmd["seconds"]), int(cmd["min_steps"]))
             elif name == "gemm":
                 reply = bench.gemm(cmd["sizes"], cmd["batches"], float(cmd["seconds"]))
             else:
