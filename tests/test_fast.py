@@ -349,6 +349,7 @@ DIRECT_CHANNEL_CASES = [
     ((1, 3, 5, 60), 6, (1, 5), (0, 2)),      # NV = 4: 4 + 2 filters
     ((2, 5, 6, 14), 3, (6, 8), (0, 4)),      # OH = 1, OW = 15, the kernel as high as the image
     ((2, 2, 4, 12), 10, (3, 3), (3, 2)),     # padding wider than the kernel: OW = 14, OH = 8
+    ((2, 1, 12, 14), 5, (9, 3), (4, 1)),     # one channel, a kernel 9 rows high: the forward only
 ]
 
 
@@ -356,8 +357,9 @@ DIRECT_CHANNEL_CASES = [
 @pytest.mark.parametrize("shape,f,kernel,padding", DIRECT_CHANNEL_CASES,
                          ids=[f"x{s}-f{f}-k{k}-p{p}".replace(" ", "") for s, f, k, p in DIRECT_CHANNEL_CASES])
 def test_direct_forward_with_channels_matches_the_naive_loops(avx512, rng, shape, f, kernel, padding):
-    """The forward of several input channels from direct.c against the naive loops in float64;
-    its backward stays with im2col and the product (or sparse.c)."""
+    """The forward of several input channels (or of a kernel too high for direct.c's backward)
+    from direct.c against the naive loops in float64; the backward stays with im2col and the
+    product (or sparse.c)."""
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((f, shape[1], *kernel)).astype(np.float32)
     geometry = fast._geometry(x.shape, w.shape, (1, 1), padding, (1, 1))[0]
@@ -382,7 +384,8 @@ def test_direct_conv_agrees_with_the_im2col_path(avx512, rng, monkeypatch):
     b2 = rng.standard_normal(32).astype(np.float32)
 
     def passes():
-        return [fast.conv_forward(x, w, b, (1, 1), (2, 2), (1, 1)), *fast.conv_backward(x, w, g, (1, 1), (2, 2), (1, 1)),
+        return [fast.conv_forward(x, w, b, (1, 1), (2, 2), (1, 1)),
+                *fast.conv_backward(x, w, g, (1, 1), (2, 2), (1, 1)),
                 fast.conv_forward(x2, w2, b2, (1, 1), (2, 2), (1, 1))]
     direct = passes()
     monkeypatch.setattr(fast, "_direct", lambda *args: False)
