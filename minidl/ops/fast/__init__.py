@@ -196,7 +196,7 @@ def conv_forward(x, weights, bias, stride, padding, dilation):
     (``_direct``: stride 1, rows of at most 64 pixels that fill their vectors, small
     kernels, AVX-512) it computes the same sums straight from the padded image instead, with no
     im2col: with one input channel (conv1 on grey images) the product has too few rows
-    to pay, and with several, im2col's copies cost a third of the product's time.
+    to pay, and with several, im2col's copies cost two fifths of the product's time.
     The caller (``Conv.forward``) has checked the shapes.
     """
     _require(x.dtype, "conv_forward")

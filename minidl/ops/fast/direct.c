@@ -7,7 +7,7 @@
  * (5x5 kernels). gemm.c's kernels then spend as much time starting and storing their tiles
  * as multiplying, and im2col writes 25 shifted copies of the image first. With several
  * channels (the lab's conv2: 16 channels, 14x14) the product runs near the machine's peak,
- * but im2col's 400 shifted copies took a third as long again. Here the image stays put and
+ * but im2col's 400 shifted copies took two fifths as long again. Here the image stays put and
  * each shifted row is read straight from it.
  *
  * The math, for stride 1 and dilation 1, with xp the image padded with zeros,
