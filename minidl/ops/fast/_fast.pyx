@@ -65,7 +65,7 @@ cdef extern from "sparse.h":
 # direct.c: convolutions without im2col
 cdef extern from "direct.h":
     int minidl_direct_forward_ok(int C, int kh, int kw, int sh, int sw, int dh, int dw, int W, int OW) noexcept nogil
-    int minidl_direct_backward_ok(int C, int kh, int kw, int sh, int sw, int dh, int dw, int W, int OW) noexcept nogil
+    int minidl_direct_backward_ok(int C, int kh, int sh, int sw, int dh, int dw, int W, int OW) noexcept nogil
     long minidl_direct_scratch(int C, int kh, int kw, int OH, int OW) noexcept nogil
     void minidl_direct_forward(const float* x, const float* w, const float* b, float* y,
                                float* scratch, int C, int H, int W, int F, int kh, int kw,
@@ -275,7 +275,7 @@ def direct_ok(bint forward, int c, int kh, int kw, int sh, int sw, int dh, int d
     """1 if direct.c runs this convolution's forward (or backward) on this machine (direct.h)."""
     if forward:
         return minidl_direct_forward_ok(c, kh, kw, sh, sw, dh, dw, w, out_w)
-    return minidl_direct_backward_ok(c, kh, kw, sh, sw, dh, dw, w, out_w)
+    return minidl_direct_backward_ok(c, kh, sh, sw, dh, dw, w, out_w)
 
 
 def direct_scratch(int c, int kh, int kw, int out_h, int out_w):

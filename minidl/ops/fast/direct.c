@@ -68,9 +68,8 @@ int minidl_direct_forward_ok(int C, int kh, int kw, int sh, int sw, int dh, int 
            && (C == 1 || (lanes_well_used(OW) && (long)C * kh * kw <= MAX_K));
 }
 
-int minidl_direct_backward_ok(int C, int kh, int kw, int sh, int sw, int dh, int dw, int W, int OW)
+int minidl_direct_backward_ok(int C, int kh, int sh, int sw, int dh, int dw, int W, int OW)
 {
-    (void)kw;
     return C == 1 && kh <= MAX_KH && direct_geometry(kh, sh, sw, dh, dw, W, OW);
 }
 

@@ -13,7 +13,7 @@ int minidl_direct_forward_ok(int C, int kh, int kw, int sh, int sw, int dh, int 
    kernel at most 7 rows high.
    Where they say 0 the caller runs the image-by-image im2col and product, which are also
    direct.c's oracle, with the naive loops, in tests/test_fast.py. */
-int minidl_direct_backward_ok(int C, int kh, int kw, int sh, int sw, int dh, int dw, int W, int OW);
+int minidl_direct_backward_ok(int C, int kh, int sh, int sw, int dh, int dw, int W, int OW);
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(_WIN32)
 #define MINIDL_DIRECT_X86 1
