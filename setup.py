@@ -205,8 +205,8 @@ extensions = [
          "minidl/ops/fast/pool.c", "minidl/ops/fast/sparse.c", "minidl/ops/fast/direct.c"],
         include_dirs=[np.get_include(), "minidl/ops/fast", "minidl/ops"],
         depends=["minidl/ops/fast/gemm.h", "minidl/ops/fast/im2col.h", "minidl/ops/fast/pool.h",
-                 "minidl/ops/fast/sparse.h", "minidl/ops/fast/direct.h", "minidl/ops/threads.h",
-                 "minidl/ops/_im2col.pxd"],
+                 "minidl/ops/fast/sparse.h", "minidl/ops/fast/direct.h", "minidl/ops/fast/unroll.h",
+                 "minidl/ops/threads.h", "minidl/ops/_im2col.pxd"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")],
     ),
 ]

@@ -76,6 +76,7 @@ int minidl_direct_backward_ok(int C, int kh, int sh, int sw, int dh, int dw, int
 #if MINIDL_DIRECT_X86
 #include <immintrin.h>
 #include <string.h>
+#include "unroll.h"                         /* UNROLL_ALL: the blocks' loops unrolled by gcc and clang */
 #define AVX512 __attribute__((target("avx512f,fma")))
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 #define LANES 16
@@ -143,11 +144,11 @@ forward_block(const int FB, const int R, const int NV, const float *xp, Plane q,
     const long fstride = (long)C * kk, plane = (long)q.rows * q.width;
     const int last = OW - LANES * (NV - 1);                 /* lanes of the last vector */
     v16f acc[16][MAX_ROWS][MAX_VECTORS];
-#pragma GCC unroll 16
+UNROLL_ALL(16)
     for (int f = 0; f < FB; f++)
-#pragma GCC unroll 2
+UNROLL_ALL(2)
         for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+UNROLL_ALL(4)
             for (int v = 0; v < NV; v++)
                 acc[f][r][v] = (v16f){0} + (f < nf && b ? b[f0 + f] : 0.0f);
     for (int c = 0; c < C; c++)
@@ -155,30 +156,30 @@ forward_block(const int FB, const int R, const int NV, const float *xp, Plane q,
             const float *row = xp + c * plane + (long)(oh0 + i) * q.width;
             for (int j = 0; j < kw; j++) {
                 v16f xv[MAX_ROWS][MAX_VECTORS];
-#pragma GCC unroll 2
+UNROLL_ALL(2)
                 for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+UNROLL_ALL(4)
                     for (int v = 0; v < NV; v++) xv[r][v] = load16(row + (long)r * q.width + j + LANES * v);
                 const float *wij = w + f0 * fstride + (long)c * kk + i * kw + j;
-#pragma GCC unroll 16
+UNROLL_ALL(16)
                 for (int f = 0; f < FB; f++) {
                     if (f >= nf) break;
                     float wf = wij[f * fstride];
-#pragma GCC unroll 2
+UNROLL_ALL(2)
                     for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+UNROLL_ALL(4)
                         for (int v = 0; v < NV; v++) acc[f][r][v] += wf * xv[r][v];
                 }
             }
         }
-#pragma GCC unroll 16
+UNROLL_ALL(16)
     for (int f = 0; f < FB; f++) {
         if (f >= nf) break;
-#pragma GCC unroll 2
+UNROLL_ALL(2)
         for (int r = 0; r < R; r++) {
             if (oh0 + r >= OH) break;
             float *out = y + ((long)(f0 + f) * OH + oh0 + r) * OW;
-#pragma GCC unroll 4
+UNROLL_ALL(4)
             for (int v = 0; v < NV; v++) store_first(out + LANES * v, acc[f][r][v], v < NV - 1 ? LANES : last);
         }
     }
@@ -229,10 +230,10 @@ weight_block(const int NV, const float *xp, Plane q, const float *g, float *dw16
              float *db16, int f0, int nf, int i, int j0, int nj, int kh, int kw, int OH, int OW)
 {
     v16f acc[FW][JW], bias[FW];
-#pragma GCC unroll 4
+UNROLL_ALL(4)
     for (int f = 0; f < FW; f++) {
         bias[f] = (v16f){0};
-#pragma GCC unroll 5
+UNROLL_ALL(5)
         for (int j = 0; j < JW; j++)
             acc[f][j] = f < nf && j < nj ? load16(dw16 + (((long)(f0 + f) * kh + i) * kw + j0 + j) * LANES)
                                          : (v16f){0};
@@ -243,34 +244,34 @@ weight_block(const int NV, const float *xp, Plane q, const float *g, float *dw16
     for (int oh = 0; oh < OH; oh++) {
         const float *row = xp + (long)(oh + i) * q.width + j0;
         const float *grow = g + (long)f0 * plane + (long)oh * OW;
-#pragma GCC unroll 4
+UNROLL_ALL(4)
         for (int v = 0; v < NV; v++) {
             v16f gv[FW];                    /* g[f0 + f, oh, 16v ..], zero past the row's end */
-#pragma GCC unroll 4
+UNROLL_ALL(4)
             for (int f = 0; f < FW; f++)
                 gv[f] = f < nf ? load_first(grow + f * plane + LANES * v, v < NV - 1 ? LANES : last)
                                : (v16f){0};
             if (with_bias) {
-#pragma GCC unroll 4
+UNROLL_ALL(4)
                 for (int f = 0; f < FW; f++) bias[f] += gv[f];
             }
-#pragma GCC unroll 5
-            for (int j = 0; j < JW; j++) {
-                if (j >= nj) break;
-                v16f xv = load16(row + j + LANES * v);
-#pragma GCC unroll 4
-                for (int f = 0; f < FW; f++) acc[f][j] += gv[f] * xv;
-            }
+UNROLL_ALL(5)
+            for (int j = 0; j < JW; j++)
+                if (j < nj) {       /* a guard, not a break: clang leaves a loop with a break rolled */
+                    v16f xv = load16(row + j + LANES * v);
+UNROLL_ALL(4)
+                    for (int f = 0; f < FW; f++) acc[f][j] += gv[f] * xv;
+                }
         }
     }
-#pragma GCC unroll 4
-    for (int f = 0; f < FW; f++) {
-        if (f >= nf) break;
-#pragma GCC unroll 5
-        for (int j = 0; j < JW; j++)
-            if (j < nj) store16(dw16 + (((long)(f0 + f) * kh + i) * kw + j0 + j) * LANES, acc[f][j]);
-        if (with_bias) store16(db16 + (long)(f0 + f) * LANES, load16(db16 + (long)(f0 + f) * LANES) + bias[f]);
-    }
+UNROLL_ALL(4)
+    for (int f = 0; f < FW; f++)
+        if (f < nf) {
+UNROLL_ALL(5)
+            for (int j = 0; j < JW; j++)
+                if (j < nj) store16(dw16 + (((long)(f0 + f) * kh + i) * kw + j0 + j) * LANES, acc[f][j]);
+            if (with_bias) store16(db16 + (long)(f0 + f) * LANES, load16(db16 + (long)(f0 + f) * LANES) + bias[f]);
+        }
 }
 
 /* The lanes l of a vector with lo <= l < hi (clipped to 0 .. 16). */
@@ -293,42 +294,49 @@ input_block(const int NV, const int KH, const int RB, const int EDGE, const floa
             float *gx, int r0, int nr, int F, int kw, int ph, int pw, int W, int OH, int OW)
 {
     v16f acc[16][MAX_VECTORS];
-#pragma GCC unroll 16
+UNROLL_ALL(16)
     for (int r = 0; r < RB; r++)
-#pragma GCC unroll 4
+UNROLL_ALL(4)
         for (int v = 0; v < NV; v++) acc[r][v] = (v16f){0};
     const long plane = (long)OH * OW;
     const int last = W - LANES * (NV - 1);
     const int top = r0 + ph - (KH - 1);                     /* g's row for t = 0 */
     for (int j = 0; j < kw; j++) {
         __mmask16 m[MAX_VECTORS];           /* lanes whose column 16v + l + PW - j is in g */
-#pragma GCC unroll 4
+UNROLL_ALL(4)
         for (int v = 0; v < NV; v++) m[v] = lanes_between(j - pw - LANES * v, OW + j - pw - LANES * v);
         for (int f = 0; f < F; f++) {
             v16f wv[8];                             /* w[f, i, j] for each kernel row i */
-#pragma GCC unroll 8
+UNROLL_ALL(8)
             for (int i = 0; i < KH; i++) wv[i] = (v16f){0} + w[((long)f * KH + i) * kw + j];
             const float *grow = g + f * plane + (long)top * OW + pw - j;   /* g's row top + t */
-#pragma GCC unroll 32
+UNROLL_ALL(32)
             for (int t = 0; t < RB + KH - 1; t++, grow += OW) {
-                if (EDGE && (top + t < 0 || top + t >= OH)) continue;     /* a row of zeros */
+                const int outside = EDGE && (top + t < 0 || top + t >= OH);   /* a row of zeros */
+#if defined(__clang__)      /* a branch here makes clang keep acc[][] in memory: load no lane */
+                const __mmask16 rows = outside ? 0 : 0xFFFF;
+#else                       /* gcc keeps it in registers and skips the row */
+                if (outside) continue;
+                const __mmask16 rows = 0xFFFF;
+#endif
                 v16f row[MAX_VECTORS];
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; v++) row[v] = (v16f)_mm512_maskz_loadu_ps(m[v], grow + LANES * v);
-#pragma GCC unroll 8
+UNROLL_ALL(4)
+                for (int v = 0; v < NV; v++)
+                    row[v] = (v16f)_mm512_maskz_loadu_ps(m[v] & rows, grow + LANES * v);
+UNROLL_ALL(8)
                 for (int i = 0; i < KH; i++) {
                     const int r = t - (KH - 1) + i;
                     if (r < 0 || r >= RB) continue;
-#pragma GCC unroll 4
+UNROLL_ALL(4)
                     for (int v = 0; v < NV; v++) acc[r][v] += wv[i] * row[v];
                 }
             }
         }
     }
-#pragma GCC unroll 16
+UNROLL_ALL(16)
     for (int r = 0; r < RB; r++) {
         if (r >= nr) break;
-#pragma GCC unroll 4
+UNROLL_ALL(4)
         for (int v = 0; v < NV; v++)
             store_first(gx + (long)(r0 + r) * W + LANES * v, acc[r][v], v < NV - 1 ? LANES : last);
     }
