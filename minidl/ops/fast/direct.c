@@ -257,7 +257,7 @@ UNROLL_ALL(4)
             }
 UNROLL_ALL(5)
             for (int j = 0; j < JW; j++)
-                if (j < nj) {       /* a guard, not a break: clang leaves a loop with a break rolled */
+                if (j < nj) {       /* a guard, not a break: with a break clang cannot unroll it */
                     v16f xv = load16(row + j + LANES * v);
 UNROLL_ALL(4)
                     for (int f = 0; f < FW; f++) acc[f][j] += gv[f] * xv;
@@ -265,13 +265,13 @@ UNROLL_ALL(4)
         }
     }
 UNROLL_ALL(4)
-    for (int f = 0; f < FW; f++)
-        if (f < nf) {
+    for (int f = 0; f < FW; f++) {
+        if (f >= nf) break;
 UNROLL_ALL(5)
-            for (int j = 0; j < JW; j++)
-                if (j < nj) store16(dw16 + (((long)(f0 + f) * kh + i) * kw + j0 + j) * LANES, acc[f][j]);
-            if (with_bias) store16(db16 + (long)(f0 + f) * LANES, load16(db16 + (long)(f0 + f) * LANES) + bias[f]);
-        }
+        for (int j = 0; j < JW; j++)
+            if (j < nj) store16(dw16 + (((long)(f0 + f) * kh + i) * kw + j0 + j) * LANES, acc[f][j]);
+        if (with_bias) store16(db16 + (long)(f0 + f) * LANES, load16(db16 + (long)(f0 + f) * LANES) + bias[f]);
+    }
 }
 
 /* The lanes l of a vector with lo <= l < hi (clipped to 0 .. 16). */
@@ -313,9 +313,10 @@ UNROLL_ALL(8)
 UNROLL_ALL(32)
             for (int t = 0; t < RB + KH - 1; t++, grow += OW) {
                 const int outside = EDGE && (top + t < 0 || top + t >= OH);   /* a row of zeros */
-#if defined(__clang__)      /* a branch here makes clang keep acc[][] in memory: load no lane */
+#if defined(__clang__)  /* no branch: with one, clang kept acc[][] on the stack. The row
+                           loads no lane and its multiply-adds add zeros. */
                 const __mmask16 rows = outside ? 0 : 0xFFFF;
-#else                       /* gcc keeps it in registers and skips the row */
+#else                   /* gcc keeps acc[][] in registers either way: skip the row */
                 if (outside) continue;
                 const __mmask16 rows = 0xFFFF;
 #endif

@@ -14,7 +14,8 @@
  *
  *   UNROLL_ALL(n)  a loop whose trip count (at most n) is a constant after inlining:
  *                  unrolled completely (clang: `unroll(full)`, which warns under
- *                  -Wpass-failed where it cannot be done)
+ *                  -Wpass-failed where it cannot be done, for instance in a loop with a
+ *                  break; tests/test_build.py compiles with that warning as an error)
  *   UNROLL(n)      a loop with a count known only at run time (the k loop of a product):
  *                  unrolled n times, the rest in a remainder loop
  *

@@ -1,0 +1,51 @@
+"""The fast C kernels as compilers see them: every unrolling request is one both gcc and clang
+carry out (minidl/ops/fast/unroll.h).
+
+clang reads `#pragma GCC unroll N` as "unroll N times" and, where N does not divide the trip
+count, may leave the loop rolled without a warning; the accumulator arrays then live on the
+stack and gemm.c ran at a quarter of its speed in a clang build (Apple's compiler on an Intel
+Mac, `CC=clang` on Linux). These tests keep the bare pragma out of the sources and check with
+clang itself that every full-unroll request (UNROLL_ALL) is carried out.
+"""
+import pathlib
+import platform
+import re
+import shutil
+import subprocess
+
+import pytest
+
+FAST = pathlib.Path(__file__).resolve().parent.parent / "minidl" / "ops" / "fast"
+KERNELS = ["gemm.c", "direct.c"]        # the files with unrolled micro-kernels
+
+
+def test_no_bare_gcc_unroll_pragma_in_the_fast_sources():
+    """The C sources ask through UNROLL_ALL / UNROLL, never with the gcc-only spelling."""
+    sources = sorted(FAST.glob("*.c")) + sorted(FAST.glob("*.h"))
+    sources = [p for p in sources if p.name != "_fast.c"]       # Cython's output, not ours
+    assert any(p.name == "gemm.c" for p in sources)
+    offenders = [f"{p.name}:{n}" for p in sources
+                 for n, line in enumerate(p.read_text().splitlines(), 1)
+                 if re.match(r"\s*#\s*pragma\s+GCC\s+unroll", line)]
+    assert not offenders, f"use UNROLL_ALL(n) or UNROLL(n) from unroll.h instead: {offenders}"
+
+
+def test_the_kernels_use_the_unroll_macros():
+    """gemm.c and direct.c include unroll.h and request full unrolling where their blocks are."""
+    for name in KERNELS:
+        text = (FAST / name).read_text()
+        assert '#include "unroll.h"' in text, name
+        assert text.count("UNROLL_ALL(") >= 10, name
+
+
+@pytest.mark.skipif(shutil.which("clang") is None, reason="clang is not installed")
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the AVX2/AVX-512 kernels exist on x86-64 only")
+@pytest.mark.parametrize("name", KERNELS)
+def test_clang_unrolls_every_loop_it_is_asked_to(name, tmp_path):
+    """With -Werror=pass-failed, clang fails where it cannot carry out a requested unrolling
+    (UNROLL_ALL on a loop whose count is not a constant, or a loop with a break)."""
+    cmd = ["clang", "-O3", "-fPIC", "-Wall", "-Wno-unknown-pragmas", "-Werror=pass-failed",
+           f"-I{FAST}", f"-I{FAST.parent}", "-c", str(FAST / name), "-o", str(tmp_path / "k.o")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(cmd)}\n{done.stderr[-3000:]}"
