@@ -281,7 +281,8 @@ AVX512 static void pack_B_512(int NR, int kc, int nc, const float *B, long rsb, 
  *                                  in place (row-major A): lda = rsa, astep = 1
  *   B(k,:) = Bp[k*ldb + 0..NR-1]   packed: ldb = NR; in place: ldb = rsb
  * MR and NV = NR/16 are compile-time constants in every caller; with the loops
- * fully unrolled, acc[][] lives in MR*NV zmm registers (checked in the asm).
+ * fully unrolled (UNROLL_ALL, unroll.h: by gcc and clang alike), acc[][] lives in MR*NV zmm
+ * registers (checked in the asm).
  * Rows i >= mr and columns >= nr are computed on padding and not stored.
  */
 AVX512 static ALWAYS_INLINE void
