@@ -15,7 +15,10 @@ import subprocess
 
 import pytest
 
-FAST = pathlib.Path(__file__).resolve().parent.parent / "minidl" / "ops" / "fast"
+import minidl.ops.fast
+
+# the sources beside the imported package: the tree's, or an installed copy's (package data)
+FAST = pathlib.Path(minidl.ops.fast.__file__).resolve().parent
 KERNELS = ["gemm.c", "direct.c"]        # the files with unrolled micro-kernels
 
 
