@@ -291,28 +291,28 @@ kernel_body_512(const int MR, const int NV, int kc,
             float *C, long rsc, int mr, int nr, float alpha, float beta)
 {
     __m512 acc[16][4];                  /* only [MR][NV] is used */
-UNROLL_ALL(16)
+    UNROLL_ALL(16)
     for (int i = 0; i < MR; i++)
-UNROLL_ALL(4)
+        UNROLL_ALL(4)
         for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
 
     /* C is written at the end: start fetching its lines now */
-UNROLL_ALL(16)
+    UNROLL_ALL(16)
     for (int i = 0; i < MR; i++)
         if (i < mr) {
             _mm_prefetch((const char *)(C + i * rsc), _MM_HINT_T0);
             _mm_prefetch((const char *)(C + i * rsc + 16 * NV - 1), _MM_HINT_T0);
         }
 
-UNROLL(4)
+    UNROLL(4)
     for (int k = 0; k < kc; k++) {
         __m512 b[4];
-UNROLL_ALL(4)
+        UNROLL_ALL(4)
         for (int v = 0; v < NV; v++) b[v] = _mm512_loadu_ps(Bp + 16 * v);
-UNROLL_ALL(16)
+        UNROLL_ALL(16)
         for (int i = 0; i < MR; i++) {
             __m512 a = _mm512_set1_ps(Ap[i * lda]);   /* becomes an embedded {1to16} */
-UNROLL_ALL(4)
+            UNROLL_ALL(4)
             for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(a, b[v], acc[i][v]);
         }
         Ap += astep;
@@ -320,14 +320,14 @@ UNROLL_ALL(4)
     }
 
     __mmask16 m[4];
-UNROLL_ALL(4)
+    UNROLL_ALL(4)
     for (int v = 0; v < NV; v++) m[v] = mask_n(nr - 16 * v);
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-UNROLL_ALL(16)
+    UNROLL_ALL(16)
     for (int i = 0; i < MR; i++) {
         if (i >= mr) break;
         float *c = C + i * rsc;
-UNROLL_ALL(4)
+        UNROLL_ALL(4)
         for (int v = 0; v < NV; v++) {
             __m512 r = _mm512_mul_ps(va, acc[i][v]);
             if (beta != 0.0f)
@@ -493,27 +493,27 @@ kernel_body_256(const int MR, const int NV, int kc,
                 long ldb, float *C, long rsc, int mr, int nr, float alpha, float beta)
 {
     __m256 acc[12][3];                  /* only [MR][NV] is used */
-UNROLL_ALL(12)
+    UNROLL_ALL(12)
     for (int i = 0; i < MR; i++)
-UNROLL_ALL(3)
+        UNROLL_ALL(3)
         for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
 
-UNROLL_ALL(12)
+    UNROLL_ALL(12)
     for (int i = 0; i < MR; i++)
         if (i < mr) {
             _mm_prefetch((const char *)(C + i * rsc), _MM_HINT_T0);
             _mm_prefetch((const char *)(C + i * rsc + 8 * NV - 1), _MM_HINT_T0);
         }
 
-UNROLL(4)
+    UNROLL(4)
     for (int k = 0; k < kc; k++) {
         __m256 b[3];
-UNROLL_ALL(3)
+        UNROLL_ALL(3)
         for (int v = 0; v < NV; v++) b[v] = _mm256_loadu_ps(Bp + 8 * v);
-UNROLL_ALL(12)
+        UNROLL_ALL(12)
         for (int i = 0; i < MR; i++) {
             __m256 a = _mm256_broadcast_ss(Ap + i * lda);
-UNROLL_ALL(3)
+            UNROLL_ALL(3)
             for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(a, b[v], acc[i][v]);
         }
         Ap += astep;
@@ -521,11 +521,11 @@ UNROLL_ALL(3)
     }
 
     __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
-UNROLL_ALL(12)
+    UNROLL_ALL(12)
     for (int i = 0; i < MR; i++) {
         if (i >= mr) break;
         float *c = C + i * rsc;
-UNROLL_ALL(3)
+        UNROLL_ALL(3)
         for (int v = 0; v < NV; v++) {
             __m256 r = _mm256_mul_ps(va, acc[i][v]);
             int n = nr - 8 * v;
