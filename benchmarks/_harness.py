@@ -520,6 +520,7 @@ class MinidlBench:
         self.np, self.minidl, self.ops = np, minidl, ops
         self.threads = threads
         self.models = {}
+        self._paired_warm = set()   # the (modes, batch) that paired has warmed up
 
     def info(self):
         np = self.np
@@ -539,8 +540,11 @@ class MinidlBench:
                 "fast_status": self.ops.fast.status(), "numpy_avx512": numpy_simd(),
                 "env": {k: os.environ[k] for k in AVX2_ENV if k in os.environ}}
 
-    def _model(self, mode, batch):
-        key = (mode, batch)
+    def _model(self, modes, batch):
+        """(steps, batches, network): a network and a few batches, and a step function
+        for each of ``modes`` (a tuple), all on that one network. ``run`` asks for one mode at a
+        time (each mode trains its own network), ``paired`` for two (they share one)."""
+        key = (modes, batch)
         if key not in self.models:
             np = self.np
             from minidl.layers import SoftmaxCrossEntropy
@@ -553,26 +557,29 @@ class MinidlBench:
             pool = [(rng.random((batch, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, batch))
                     for _ in range(4 if batch <= 256 else 2)]
             loss_fn, optimizer = SoftmaxCrossEntropy(), SGD(lr=0.01)
-            if mode == "train":            # what Trainer.fit runs per batch
-                step = Trainer(net, loss_fn, optimizer, batch_size=batch).train_step
-            elif mode == "idiomatic":      # Sequential's one backprop + SGD, nothing else
-                def step(x, y):  # noqa: E306
-                    return minidl_idiomatic_step(net, loss_fn, optimizer, x, y)
-            elif mode == "lab_loop":       # the lab's loop over the layers
-                def step(x, y):  # noqa: E306
-                    return minidl_lab_loop_step(net, loss_fn, optimizer, x, y)
-            elif mode == "eval":
-                net.eval()
-                def step(x, y):  # noqa: E306 - forward only, as evaluate() per batch
-                    return net.forward(x)
-            else:
-                raise ValueError(f"minidl worker: unknown mode {mode!r}")
-            self.models[key] = (step, pool)
+            steps = []
+            for mode in modes:
+                if mode == "train":            # what Trainer.fit runs per batch
+                    step = Trainer(net, loss_fn, optimizer, batch_size=batch).train_step
+                elif mode == "idiomatic":      # Sequential's one backprop + SGD, nothing else
+                    def step(x, y):  # noqa: E306
+                        return minidl_idiomatic_step(net, loss_fn, optimizer, x, y)
+                elif mode == "lab_loop":       # the lab's loop over the layers
+                    def step(x, y):  # noqa: E306
+                        return minidl_lab_loop_step(net, loss_fn, optimizer, x, y)
+                elif mode == "eval" and len(modes) == 1:
+                    net.eval()
+                    def step(x, y):  # noqa: E306 - forward only, as evaluate() per batch
+                        return net.forward(x)
+                else:
+                    raise ValueError(f"minidl worker: unknown mode {mode!r}")
+                steps.append(step)
+            self.models[key] = (steps, pool, net)
         return self.models[key]
 
     def run(self, mode, batch, seconds, min_steps, max_seconds=None):
         """Steps until both min_steps and seconds are reached (or max_seconds has passed)."""
-        step, pool = self._model(mode, batch)
+        (step,), pool = self._model((mode,), batch)[:2]
         n = 0
         start = time.perf_counter()
         while True:
@@ -586,26 +593,44 @@ class MinidlBench:
                 break
         return {"steps": n, "seconds": elapsed, "images_per_s": n * batch / elapsed}
 
-    def paired(self, modes, batch, seconds, min_steps):
+    def paired(self, modes, batch, seconds, min_steps, warm_steps=3, first_warm_steps=20):
         """Two modes' steps in turn, one by one (A B, B A, A B, ...), each step timed.
 
         For the ratio of two minidl loops: measured in the same second, both see the
         same state of the machine, which drifts by more than the 5% asked of them
-        between one round and the next. Returns the steps and seconds of each mode.
+        between one round and the next.
+        - Both step one network of their own (not those of ``run``) on the same batch
+          in every pair: the same arrays, in the same state. The networks of ``run``
+          have taken different numbers of steps, and the cost of a step drifts by a few
+          percent as a network trains (how many of conv2's images take sparse.c, for
+          one); measured on them, the two loops' ratio wandered by a few percent.
+        - Every call first runs ``warm_steps`` pairs untimed (the first call
+          ``first_warm_steps``).
+          The first step after the pause between rounds is the slow one (2-3 times a
+          step: caches cold, threads asleep), and it would always fall to mode A.
+        Returns the steps and seconds of each mode, and the median over the pairs of
+        the ratio of their step times (B's time / A's).
         """
-        pairs = [self._model(mode, batch) for mode in modes]
-        spent, n = [0.0, 0.0], 0
+        np = self.np
+        key = (tuple(modes), batch)
+        steps, pool, _ = self._model(*key)
+        for n in range(warm_steps if key in self._paired_warm else first_warm_steps):
+            for step in steps:
+                step(*pool[n % len(pool)])
+        self._paired_warm.add(key)
+        times, n = ([], []), 0
         start = time.perf_counter()
         while n < min_steps or time.perf_counter() - start < seconds:
+            x, y = pool[n % len(pool)]
             for k in ((0, 1) if n % 2 == 0 else (1, 0)):
-                step, pool = pairs[k]
-                x, y = pool[n % len(pool)]
                 t = time.perf_counter()
-                step(x, y)
-                spent[k] += time.perf_counter() - t
+                steps[k](x, y)
+                times[k].append(time.perf_counter() - t)
             n += 1
+        spent = [sum(t) for t in times]
         return {"modes": list(modes), "steps": n, "seconds": spent,
-                "images_per_s": [n * batch / t for t in spent]}
+                "images_per_s": [n * batch / t for t in spent],
+                "median_pair_ratio": float(np.median(np.array(times[1]) / np.array(times[0])))}
 
     def gemm(self, sizes, batches, seconds):
         np = self.np
@@ -662,8 +687,9 @@ class TorchBench:
                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                 "env": {k: os.environ[k] for k in AVX2_ENV if k in os.environ}}
 
-    def _model(self, mode, batch):
-        key = (mode, batch)
+    def _model(self, modes, batch):
+        """((step,), batches) of one mode (``modes`` a 1-tuple), on its own network."""
+        (mode,), key = modes, (modes, batch)
         if key not in self.models:
             torch = self.torch
             from torch import nn
@@ -706,7 +732,7 @@ class TorchBench:
                         return net(x)
             else:
                 raise ValueError(f"torch worker: unknown mode {mode!r}")
-            self.models[key] = (step, pool)
+            self.models[key] = ((step,), pool)
         return self.models[key]
 
     run = MinidlBench.run

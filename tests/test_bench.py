@@ -24,9 +24,9 @@ def _batches(count, batch=6, seed=3):
             for _ in range(count)]
 
 
-def _params_after(step_kind, batches):
+def _params_after(step_kind, batches, lr=0.05):
     net = lab_net(dtype=np.float32, rng=0)
-    loss_fn, optimizer = SoftmaxCrossEntropy(), SGD(lr=0.05)
+    loss_fn, optimizer = SoftmaxCrossEntropy(), SGD(lr=lr)
     trainer = Trainer(net, loss_fn, optimizer)
     for x, y in batches:
         if step_kind == "trainer":
@@ -62,6 +62,21 @@ def test_minidl_worker_runs_one_step_of_every_mode():
         assert all(t > 0 for t in reply["seconds"]) and all(r > 0 for r in reply["images_per_s"])
         with pytest.raises(RuntimeError, match="unknown mode"):
             worker.call(cmd="run", mode="nonsense", batch=4, seconds=0, min_steps=1)
+
+
+def test_paired_steps_both_loops_on_one_network():
+    """The paired timing compares the two loops on the same network: after two pairs
+    (lab, idiomatic on batch 0; idiomatic, lab on batch 1) the network has taken four
+    steps, the parameters of four idiomatic steps on batches 0, 0, 1, 1."""
+    bench = H.MinidlBench(threads=1)
+    reply = bench.paired(["lab_loop", "idiomatic"], batch=4, seconds=0, min_steps=2, warm_steps=0,
+                          first_warm_steps=0)
+    assert reply["steps"] == 2 and 0 < reply["median_pair_ratio"]
+    steps, pool, net = bench._model(("lab_loop", "idiomatic"), 4)
+    (x0, y0), (x1, y1) = pool[:2]
+    expected = _params_after("idiomatic", [(x0, y0), (x0, y0), (x1, y1), (x1, y1)], lr=0.01)
+    for (name, got), (_, want) in zip(net.params(), expected):
+        assert np.array_equal(got, want), name
 
 
 @pytest.mark.skipif(not H.torch_available(), reason="PyTorch is not installed")
