@@ -599,15 +599,15 @@ class MinidlBench:
         For the ratio of two minidl loops: measured in the same second, both see the
         same state of the machine, which drifts by more than the 5% asked of them
         between one round and the next.
-        - Both step one network of their own (not those of ``run``) on the same batch
-          in every pair: the same arrays, in the same state. The networks of ``run``
+        - Both step the same network, built for this timing (not those of ``run``), on
+          the same batch in every pair: the same arrays, in the same state. The networks of ``run``
           have taken different numbers of steps, and the cost of a step drifts by a few
-          percent as a network trains (how many of conv2's images take sparse.c, for
-          one); measured on them, the two loops' ratio wandered by a few percent.
+          percent as a network trains; measured on them, the two loops' ratio wandered
+          by a few percent (benchmarks/README.md).
         - Every call first runs ``warm_steps`` pairs untimed (the first call
-          ``first_warm_steps``).
-          The first step after the pause between rounds is the slow one (2-3 times a
-          step: caches cold, threads asleep), and it would always fall to mode A.
+          ``first_warm_steps``). The first step after the pause between rounds is the
+          slow one (2-3 times a step: caches cold, threads asleep), and it would always
+          fall to mode A.
         Returns the steps and seconds of each mode, and the median over the pairs of
         the ratio of their step times (B's time / A's).
         """
