@@ -600,10 +600,10 @@ class MinidlBench:
         same state of the machine, which drifts by more than the 5% asked of them
         between one round and the next.
         - Both step the same network, built for this timing (not those of ``run``), on
-          the same batch in every pair: the same arrays, in the same state. The networks of ``run``
-          have taken different numbers of steps, and the cost of a step drifts by a few
-          percent as a network trains; measured on them, the two loops' ratio wandered
-          by a few percent (benchmarks/README.md).
+          the same batch in every pair: the same arrays, in the same state. The networks
+          of ``run`` have taken different numbers of steps, and the cost of a step drifts
+          by a few percent as a network trains; measured on them, the two loops' ratio
+          wandered by a few percent (benchmarks/README.md).
         - Every call first runs ``warm_steps`` pairs untimed (the first call
           ``first_warm_steps``). The first step after the pause between rounds is the
           slow one (2-3 times a step: caches cold, threads asleep), and it would always

@@ -128,7 +128,8 @@ def measure_block(workers, block, args):
     in turn step by step (``MinidlBench.paired``), for as long as a round; the ratio
     images/s of a / images/s of b of each round goes to rates[("minidl", "paired")], the
     median of the pairs' ratios to rates[("minidl", "paired_median")]. Between rounds the
-    machine drifts by more than the few percent that separate the two loops; step by step both see the same machine.
+    machine drifts by more than the few percent that separate the two loops; step by step
+    both see the same machine.
     """
     batch = block["batch"]
     contestants = [(fw, mode) for fw, mode in block["contestants"] if fw in workers]
