@@ -88,7 +88,9 @@ class SGD(Optimizer):
     ``DampedMomentumSGD(lr, m)`` is the practical's update exactly.
 
     With the compiled kernels the last line, w -= lr * step, runs as ``ops.axpy``:
-    the same numbers, in one pass over memory instead of a temporary and two.
+    the same numbers, in one pass over memory instead of a temporary and two; with
+    classical or dampened momentum the update of v and of w run together in one pass
+    (``ops.momentum_step``, the same numbers again).
     """
 
     def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
@@ -112,6 +114,10 @@ class SGD(Optimizer):
             velocity = slot.get("velocity")
             if velocity is None:
                 velocity = slot["velocity"] = grad.copy()            # first step: v = g, as PyTorch
+            elif ops.BACKEND == "compiled" and not self.nesterov:
+                # fast path: the two lines below and w -= lr * v in one pass (ops.momentum_step)
+                ops.momentum_step(self.momentum, 1.0 - self.dampening, -self.lr, velocity, grad, param)
+                return
             else:
                 velocity *= self.momentum                            # v = momentum * v
                 velocity += (1.0 - self.dampening) * grad            #     + (1 - dampening) * g

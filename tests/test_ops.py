@@ -426,6 +426,52 @@ def test_axpy_rejects_mismatched_operands():
         ops.axpy(1.0, np.zeros((3, 4), dtype=np.float32), y)
 
 
+# ------------------------------------------------------- SGD's momentum step
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7,), (3, 5, 2), (512, 300)], ids=["tiny", "3d", "threaded"])
+def test_momentum_step_updates_velocity_and_parameter_in_place(rng, dtype, shape):
+    v, g, w = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+    v64, g64, w64 = (a.astype(np.float64) for a in (v, g, w))
+    v_expected = 0.9 * v64 + 0.75 * g64                          # the formulas, in float64
+    w_expected = w64 - 0.05 * v_expected
+    out = ops.momentum_step(0.9, 0.75, -0.05, v, g, w)
+    assert out is w and w.dtype == v.dtype == dtype
+    tol = 1e-6 if dtype == np.float32 else 1e-15
+    np.testing.assert_allclose(v, v_expected, rtol=tol, atol=tol)
+    np.testing.assert_allclose(w, w_expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("size", [1000, 300_001], ids=["one-thread", "threaded"])
+def test_momentum_step_matches_the_reference_bit_for_bit(rng, size):
+    v, g, w = (rng.standard_normal(size).astype(np.float32) for _ in range(3))
+    v_ref, w_ref = v.copy(), w.copy()
+    ops.momentum_step(0.9, 0.5, -0.01, v, g, w)
+    reference.momentum_step(0.9, 0.5, -0.01, v_ref, g, w_ref)
+    np.testing.assert_array_equal(v, v_ref)
+    np.testing.assert_array_equal(w, w_ref)
+
+
+def test_momentum_step_handles_non_contiguous_operands(rng):
+    g = rng.standard_normal((6, 4)).T        # a transposed view
+    v, w = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+    v_expected = 0.5 * v + 2.0 * g
+    w_expected = w + 0.1 * v_expected
+    ops.momentum_step(0.5, 2.0, 0.1, v, g, w)
+    np.testing.assert_allclose(v, v_expected, rtol=1e-15)
+    np.testing.assert_allclose(w, w_expected, rtol=1e-15)
+
+
+def test_momentum_step_rejects_mismatched_operands():
+    v, w = np.zeros((3, 4), dtype=np.float32), np.zeros((3, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"momentum_step: .*gradient \(4, 3\)"):
+        ops.momentum_step(0.9, 1.0, -0.1, v, np.zeros((4, 3), dtype=np.float32), w)
+    with pytest.raises(TypeError, match="momentum_step: .*gradient float64"):
+        ops.momentum_step(0.9, 1.0, -0.1, v, np.zeros((3, 4)), w)
+    v.setflags(write=False)
+    with pytest.raises(ValueError, match="writeable"):
+        ops.momentum_step(0.9, 1.0, -0.1, v, np.zeros((3, 4), dtype=np.float32), w)
+
+
 # ---------------------------------------------------------- matrix product
 def test_matmul_follows_numpy_for_everything_else(rng):
     a64, b64 = rng.standard_normal((5, 3)), rng.standard_normal((3, 4))

@@ -807,6 +807,27 @@ def test_sgd_momentum_variants_by_hand():
     np.testing.assert_allclose(w, [2.0 - 0.1 * (gd + 0.9 * gd)], rtol=1e-14)
 
 
+@pytest.mark.parametrize("options", [{}, {"dampening": 0.9, "weight_decay": 1e-3}, {"nesterov": True}],
+                         ids=["classical", "dampened", "nesterov"])
+def test_sgd_momentum_fast_path_gives_the_plain_paths_numbers(rng, options):
+    """With the compiled kernels the momentum update runs as ops.momentum_step in one pass;
+    its parameters and velocities must be those of the NumPy statements, bit for bit."""
+    if ops._compiled is None:
+        pytest.skip("the compiled kernels are not loaded (not built, or MINIDL_BACKEND=numpy): no fast path")
+    shapes = [(300, 400), (7, 3)]                       # one split over threads, one not
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(3)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    results = {}
+    for backend in ("numpy", "compiled"):
+        ops.use_backend(backend)                        # the conftest fixture restores the suite's
+        params, opt = [w.copy() for w in start], SGD(0.05, momentum=0.9, **options)
+        for step in grads:
+            opt.step(list(zip(params, step)))
+        results[backend] = params + [opt._slot(w)["velocity"] for w in params]
+    for plain, fast in zip(results["numpy"], results["compiled"]):
+        np.testing.assert_array_equal(fast, plain)
+
+
 def test_damped_momentum_sgd_is_the_vgg_practicals_loop(rng):
     """The VGG practical's update: mu = m*mu + (1-m)*(grad + shrinkage*w), mu starting at 0; w -= rate * mu."""
     rate, momentum, shrinkage = 0.5, 0.9, 1e-2

@@ -1,4 +1,4 @@
-"""The kernels under the layers: im2col, col2im, max pooling, the matrix product, axpy.
+"""The kernels under the layers: im2col, col2im, max pooling, the matrix product, SGD's updates.
 
 Each operation exists in three versions, slowest and clearest first:
 
@@ -32,7 +32,7 @@ from . import fast, reference
 from .reference import output_size
 
 __all__ = ["BACKEND", "axpy", "col2im", "fast", "im2col", "matmul", "maxpool_backward",
-           "maxpool_forward", "output_size", "use_backend"]
+           "maxpool_forward", "momentum_step", "output_size", "use_backend"]
 
 _compiled = None
 BACKEND = "numpy"
@@ -184,3 +184,26 @@ def axpy(alpha, x, y):
         return reference.axpy(alpha, x, y)
     _compiled.axpy_into(float(alpha), x.reshape(-1), y.reshape(-1))
     return y
+
+
+def momentum_step(momentum, scale, alpha, velocity, grad, param):
+    """SGD's momentum update in place: v = momentum * v + scale * g, then w += alpha * v.
+
+    One pass over the three arrays, split over threads for large ones, where NumPy
+    (``reference.momentum_step``, the oracle) makes four and a temporary: the same
+    numbers, each product and sum rounded on its own. Returns param.
+    """
+    if not velocity.shape == grad.shape == param.shape:
+        raise ValueError(f"momentum_step: velocity {velocity.shape}, gradient {grad.shape} and "
+                         f"parameter {param.shape} must have one shape")
+    if param.dtype not in (np.float32, np.float64) or not velocity.dtype == grad.dtype == param.dtype:
+        raise TypeError(f"momentum_step: expected one float dtype, got velocity {velocity.dtype}, "
+                        f"gradient {grad.dtype} and parameter {param.dtype}")
+    if not (param.flags.writeable and velocity.flags.writeable):
+        raise ValueError("momentum_step: the parameter and the velocity must be writeable")
+    if (_compiled is None or not (velocity.flags.c_contiguous and grad.flags.c_contiguous
+                                  and param.flags.c_contiguous)):
+        return reference.momentum_step(momentum, scale, alpha, velocity, grad, param)
+    _compiled.momentum_step_into(float(momentum), float(scale), float(alpha), velocity.reshape(-1),
+                                 grad.reshape(-1), param.reshape(-1))
+    return param

@@ -189,6 +189,30 @@ def axpy_into(double alpha, const real[::1] x, real[::1] y):
         y[i] += a * x[i]
 
 
+def momentum_step_into(double momentum, double scale, double alpha, real[::1] velocity,
+                       const real[::1] grad, real[::1] param):
+    """velocity = momentum * velocity + scale * grad, then param += alpha * velocity, in
+    one pass over flat arrays of one dtype (split over threads). Each product and sum is
+    rounded to ``real`` on its own, as the three NumPy statements of the reference."""
+    cdef Py_ssize_t i, n = velocity.shape[0]
+    cdef real m = <real>momentum, s = <real>scale, a = <real>alpha, v, t
+    cdef int threads = 0 if n >= 65536 else 1  # 0: the OpenMP default (as axpy_into)
+    if threads == 1:
+        for i in range(n):
+            v = m * velocity[i]
+            t = s * grad[i]
+            v = v + t
+            velocity[i] = v
+            param[i] += a * v
+        return
+    for i in prange(n, nogil=True, schedule='static'):
+        v = m * velocity[i]
+        t = s * grad[i]
+        v = v + t
+        velocity[i] = v
+        param[i] += a * v
+
+
 # ---------------------------------------------------------------------- threads
 def max_threads():
     """Threads an OpenMP loop uses (omp_get_max_threads); 1 in a build without OpenMP."""

@@ -119,3 +119,15 @@ def axpy(alpha, x, y):
     """y += alpha * x, in place (the BLAS name: "a x plus y"). x, y: same shape."""
     y += alpha * x
     return y
+
+
+def momentum_step(momentum, scale, alpha, velocity, grad, param):
+    """SGD's momentum update, in place: v = momentum * v + scale * g, then w += alpha * v.
+
+    velocity, grad, param: same shape and dtype. (SGD calls it with scale = 1 - dampening
+    and alpha = -lr.) Returns param.
+    """
+    velocity *= momentum
+    velocity += scale * grad
+    param += alpha * velocity
+    return param
