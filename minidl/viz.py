@@ -17,10 +17,10 @@ import numbers
 import os
 
 import numpy as np
-import skimage.io
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image  # Pillow, which matplotlib itself needs and loads
 
 from .io import atomic_target
 from .metrics import _as_index_vector, top_k
@@ -145,7 +145,7 @@ def filter_grid(weights, scale=8, border=1, cols=8, per_channel=None, border_val
 def save_filter_grid(weights, path, **grid_kw):
     """Write ``filter_grid(weights, **grid_kw)`` to ``path`` (.png) as a uint8 PNG; returns path."""
     image = filter_grid(weights, **grid_kw)
-    return _write_atomically(path, lambda tmp: skimage.io.imsave(tmp, image, check_contrast=False))
+    return _write_atomically(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
 
 
 def _show_grid(axes, grid):

@@ -184,12 +184,12 @@ def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     viz.save_filter_grid(weights, path)
     before = path.read_bytes()
 
-    def broken_imsave(fname, image, **kw):
+    def broken_save(image, fname, **kw):              # Pillow's Image.save, failing halfway
         with open(fname, "wb") as f:
             f.write(b"half an imag")
         raise OSError("disk full")
 
-    monkeypatch.setattr(viz.skimage.io, "imsave", broken_imsave)
+    monkeypatch.setattr(viz.Image.Image, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         viz.save_filter_grid(-weights, path)
     assert path.read_bytes() == before
