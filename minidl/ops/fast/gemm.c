@@ -112,6 +112,7 @@ enum {
     BLK_MC = 264,    /* A block MC*KC*4      = 264 KiB -> L2 */
     BLK_NC = 1024,   /* B block KC*NC*4      = 1 MiB   -> L2/L3 */
 };
+enum { B_AHEAD = 8 };  /* rows of an unpacked B fetched ahead (4, 8, 16: no difference seen) */
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -307,6 +308,14 @@ kernel_body_512(const int MR, const int NV, int kc,
     UNROLL(4)
     for (int k = 0; k < kc; k++) {
         __m512 b[4];
+        if (ldb > 16 * NV) {
+            /* "direct B": B's rows are read in place, ldb floats apart (FC's dL/dx = g W reads
+               rows of W 6 KB apart), too far for the hardware's prefetcher; ask for the row
+               B_AHEAD rows on. fc3's dL/dx in a lab step: 0.47-0.55 -> 0.41-0.47 ms. (The
+               AVX2 kernel, half as fast, is not waiting on memory: no gain there.) */
+            _mm_prefetch((const char *)(Bp + B_AHEAD * ldb), _MM_HINT_T0);
+            if (NV > 1) _mm_prefetch((const char *)(Bp + B_AHEAD * ldb + 16 * NV - 1), _MM_HINT_T0);
+        }
         UNROLL_ALL(4)
         for (int v = 0; v < NV; v++) b[v] = _mm512_loadu_ps(Bp + 16 * v);
         UNROLL_ALL(16)
