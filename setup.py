@@ -163,6 +163,11 @@ class OptionalBuildExt(build_ext):
             cflags = ["-Wno-unknown-pragmas"]     # gemm.c's `#pragma omp` lines, ignored
         for ext in self.extensions:
             ext.extra_compile_args = (["-O3"] if unix_like else []) + cflags
+            if unix_like and ext.name == "minidl.ops._kernels":
+                # a * x + y stays two roundings, as in NumPy (axpy, SGD's momentum step): no fused
+                # multiply-add where the target has one (aarch64, Apple silicon, -march=native).
+                # Not for _fast: its kernels are written with multiply-adds on purpose.
+                ext.extra_compile_args.append("-ffp-contract=off")
             ext.extra_link_args = ldflags
         super().build_extensions()
         # copy_extensions_to_source and the wheel's file list must not look for them

@@ -190,17 +190,18 @@ def momentum_step(momentum, scale, alpha, velocity, grad, param):
     """SGD's momentum update in place: v = momentum * v + scale * g, then w += alpha * v.
 
     One pass over the three arrays, split over threads for large ones, where NumPy
-    (``reference.momentum_step``, the oracle) makes four and a temporary: the same
-    numbers, each product and sum rounded on its own. Returns param.
+    (``reference.momentum_step``, the oracle) makes five passes and two temporaries:
+    the same numbers, each product and sum rounded on its own. Returns param.
     """
     if not velocity.shape == grad.shape == param.shape:
         raise ValueError(f"momentum_step: velocity {velocity.shape}, gradient {grad.shape} and "
                          f"parameter {param.shape} must have one shape")
     if param.dtype not in (np.float32, np.float64) or not velocity.dtype == grad.dtype == param.dtype:
-        raise TypeError(f"momentum_step: expected one float dtype, got velocity {velocity.dtype}, "
-                        f"gradient {grad.dtype} and parameter {param.dtype}")
-    if not (param.flags.writeable and velocity.flags.writeable):
-        raise ValueError("momentum_step: the parameter and the velocity must be writeable")
+        raise TypeError(f"momentum_step: expected float32 or float64 for all three, got velocity "
+                        f"{velocity.dtype}, gradient {grad.dtype} and parameter {param.dtype}")
+    for name, array in (("velocity", velocity), ("parameter", param)):
+        if not array.flags.writeable:
+            raise ValueError(f"momentum_step: the {name} is read-only")
     if (_compiled is None or not (velocity.flags.c_contiguous and grad.flags.c_contiguous
                                   and param.flags.c_contiguous)):
         return reference.momentum_step(momentum, scale, alpha, velocity, grad, param)
