@@ -141,7 +141,8 @@ def measure(batch, reps, warmup):
         rows.append({"layer": names[i], "type": type(layer).__name__, "output_shape": shapes[i],
                      **{k: med(t[k][i]) for k in keys}})
     return {"batch": batch, "reps": reps, "warmup": warmup, "backend": ops.BACKEND, "rows": rows,
-            "loss": med(t_loss), "optimizer": med(t_opt), "optimizer_momentum": med(t_opt_momentum), "train_step": med(t_step),
+            "loss": med(t_loss), "optimizer": med(t_opt), "optimizer_momentum": med(t_opt_momentum),
+            "train_step": med(t_step),
             "forward_whole": med(t_fwd), "backward_whole": med(t_bwd),
             "numpy": np.__version__}
 

@@ -175,17 +175,17 @@ def maxpool_backward_into(const real[:, :, ::1] grad_out, const long long[:, :, 
                 grad_x[p, argmax[p, oh, ow]] += grad_out[p, oh, ow]
 
 
+cdef inline int _update_threads(Py_ssize_t n) noexcept nogil:
+    """Threads for an elementwise update of n entries: waking a second thread costs more
+    than it saves below ~64k entries."""
+    return omp_get_max_threads() if n >= 65536 else 1
+
+
 def axpy_into(double alpha, const real[::1] x, real[::1] y):
     """y += alpha * x, in place, over flat arrays of one dtype (split over threads)."""
     cdef Py_ssize_t i, n = x.shape[0]
     cdef real a = <real>alpha
-    # waking a second thread costs more than it saves below ~64k entries
-    cdef int threads = 0 if n >= 65536 else 1  # 0: the OpenMP default
-    if threads == 1:
-        for i in range(n):
-            y[i] += a * x[i]
-        return
-    for i in prange(n, nogil=True, schedule='static'):
+    for i in prange(n, nogil=True, schedule='static', num_threads=_update_threads(n)):
         y[i] += a * x[i]
 
 
@@ -196,16 +196,7 @@ def momentum_step_into(double momentum, double scale, double alpha, real[::1] ve
     rounded to ``real`` on its own, as the three NumPy statements of the reference."""
     cdef Py_ssize_t i, n = velocity.shape[0]
     cdef real m = <real>momentum, s = <real>scale, a = <real>alpha, v, t
-    cdef int threads = 0 if n >= 65536 else 1  # 0: the OpenMP default (as axpy_into)
-    if threads == 1:
-        for i in range(n):
-            v = m * velocity[i]
-            t = s * grad[i]
-            v = v + t
-            velocity[i] = v
-            param[i] += a * v
-        return
-    for i in prange(n, nogil=True, schedule='static'):
+    for i in prange(n, nogil=True, schedule='static', num_threads=_update_threads(n)):
         v = m * velocity[i]
         t = s * grad[i]
         v = v + t
