@@ -275,6 +275,25 @@ def test_the_lab_networks_conv2_gradient_after_pool_and_relu(rng):
 
 
 @requires_sparse
+def test_sparse_lists_a_nan_and_skips_negative_zero_as_the_naive_loops(rng, monkeypatch):
+    """sparse.c lists an entry of dL/dy when it is not 0: a NaN is listed and spreads as in
+    the naive loops (to its filter's dL/dW and dL/db, and to the inputs under its window);
+    a -0.0 is not, and changes nothing."""
+    monkeypatch.setattr(fast, "SPARSE_MIN_CHANNELS", 1)
+    x = rng.standard_normal((2, 9, 6, 13)).astype(np.float32)
+    w = rng.standard_normal((3, 9, 3, 3)).astype(np.float32)
+    g = _sparse_grad(rng, (2, 3, 6, 13), 0.1)               # P = 78: 9 vectors of 8 and 6 more
+    g[0, 1, 2, 3] = np.nan                                  # in a vector of 8
+    g[1, 2, 5, 12] = np.nan                                 # among the last 6
+    g[1, 0, 0, 0] = -0.0
+    want = naive.conv_backward(x, w, g, (1, 1), (1, 1), (1, 1))
+    got = fast.conv_backward(x, w, g, (1, 1), (1, 1), (1, 1))
+    for a, b in zip(got, want):
+        assert np.isnan(b).any() and (np.isnan(a) == np.isnan(b)).all()
+        np.testing.assert_allclose(a[~np.isnan(b)], b[~np.isnan(b)], rtol=2e-5, atol=2e-5)
+
+
+@requires_sparse
 def test_count_nonzero_counts_nan_and_not_negative_zero():
     g = np.array([0.0, -0.0, 1.0, np.nan, -2.0, np.inf, 0.0], dtype=np.float32)
     assert fast._fast.count_nonzero(g) == 4 == np.count_nonzero(g)

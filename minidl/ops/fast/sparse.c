@@ -26,6 +26,11 @@
  *   - dX: for each position p, the list of its non-zero (f, g); for each unit u, the sum
  *     over the list of g times wq[f, u] in a register, then added to dxq's cell under u.
  *
+ * Both lists come from one scan of g (list_nonzero), 8 entries at a time: a compare flags
+ * the non-zero ones and a permute packs them together, with no branch; the by-position list
+ * is then sorted out of the by-filter one by counting. (A scan that went entry by entry
+ * took as long as the multiply-adds.)
+ *
  * The work is proportional to the number of non-zero entries times the units (C/8 * KH*KW).
  * Channels past C are zero in wq and xq; with fewer than 8 channels lanes are wasted, and
  * the caller keeps such layers (a first layer on grey images) on the dense path.
@@ -51,6 +56,7 @@ long minidl_count_nonzero(const float *g, long n)
 }
 
 #if MINIDL_SPARSE_X86
+#include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
 #define AVX2 __attribute__((target("avx2,fma")))
@@ -83,11 +89,15 @@ static long plane_floats(const Geometry *q) { return (long)q->Cb * q->Hp * q->Wp
 long minidl_conv_sparse_scratch(int C, int F, int kh, int kw, int OH, int OW)
 {
     Geometry q = geometry(C, F, kh, kw, OH, OW);
-    /* 32 bytes of room to align, xq and dxq, then the lists: values (P for a filter, F*P
-       for the positions), P offsets, U unit offsets and P + 1 list starts (ints in
-       float-sized cells), F*P row pointers (two cells each, after a cell to align them) */
+    /* 32 bytes of room to align, xq and dxq; then, in float-sized cells: the list by filter
+       (position, offset, value: 3 per entry, and 8 cells of room past the positions and
+       the values) and its F + 1 starts; the list by position
+       (value per entry) and its P + 1 starts and P cursors; the P position offsets and
+       the U unit offsets; the row pointers of the list by position (two cells each, after
+       two cells to align them) */
     long entries = (long)q.P * F;            /* at most every entry of g is non-zero */
-    return 8 + 2 * plane_floats(&q) + entries + q.P + q.U + (q.P + 1) + 2 + 2 * entries;
+    return 8 + 2 * plane_floats(&q) + 3 * entries + 2 * LANES + (F + 1) + entries + (q.P + 1)
+           + q.P + q.P + q.U + 2 + 2 * entries;
 }
 
 /* Unit u = (cb, i, j) of a kernel: channels 8cb..8cb+7 of tap (i, j); its offset in a plane. */
@@ -162,19 +172,76 @@ INPUT_BLOCK(1)
 #undef W_AT
 #undef DX_AT
 
-AVX2 static void weight_grad(const Geometry *q, const float *xq, const float *g, float *dwq,
-                             float *db, int *off, float *val, const int *uoff)
+/* compress_index[m]: the lanes whose bit is set in m, in order, then zeros. Permuted by it,
+   a vector's lanes flagged in m move to its front. Filled once, when the module loads. */
+static uint8_t compress_index[256][LANES];
+
+__attribute__((constructor)) static void fill_compress_index(void)
 {
+    for (int m = 0; m < 256; m++)
+        for (int lane = 0, k = 0; lane < LANES; lane++)
+            if (m >> lane & 1) compress_index[m][k++] = (uint8_t)lane;
+}
+
+/* The non-zero entries of g, listed by one scan, in the order the sums take them:
+     by filter: for filter f, entries fstart[f] .. fstart[f+1] - 1 of fpos (the position p),
+       foff (p's offset in a plane) and fval (g[f, p]), p ascending;
+     by position: for p, entries start[p] .. start[p+1] - 1 of rows (the filter's row of wq)
+       and pval (g[f, p]), f ascending.
+   The scan takes 8 entries at a time without a branch: a compare flags the non-zero ones
+   (NaN included), a permute packs them and their positions to the front, and all 8 lanes
+   are stored at the end of the list, which grows by the number flagged (fpos and fval have
+   8 cells of room past the last entry). */
+__attribute__((target("avx2,fma,popcnt")))
+static void list_nonzero(const Geometry *q, const float *g, const float *wq, const int *poff,
+                         int *fpos, int *foff, float *fval, int *fstart,
+                         const float **rows, float *pval, int *start, int *cursor)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    int n = 0;
     for (int f = 0; f < q->F; f++) {
         const float *gf = g + (long)f * q->P;
-        int n = 0;
-        for (int oh = 0, p = 0; oh < q->OH; oh++)   /* the non-zero entries, listed without a branch */
-            for (int ow = 0; ow < q->OW; ow++, p++) {
-                float v = gf[p];
-                off[n] = (oh * q->Wp + ow) * LANES;
-                val[n] = v;
-                n += v != 0.0f;
+        fstart[f] = n;
+        int p = 0;
+        for (; p + LANES <= q->P; p += LANES) {
+            __m256 v = _mm256_loadu_ps(gf + p);
+            int m = _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ));
+            __m256i lanes = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)compress_index[m]));
+            _mm256_storeu_ps(fval + n, _mm256_permutevar8x32_ps(v, lanes));
+            _mm256_storeu_si256((__m256i *)(fpos + n), _mm256_add_epi32(lanes, _mm256_set1_epi32(p)));
+            n += __builtin_popcount((unsigned)m);
+        }
+        for (; p < q->P; p++)
+            if (gf[p] != 0.0f) {
+                fpos[n] = p;
+                fval[n++] = gf[p];
             }
+    }
+    fstart[q->F] = n;
+    for (int t = 0; t < n; t++) foff[t] = poff[fpos[t]];
+    /* by position: count each position's entries, start = the running count, then deal the
+       entries out filter by filter */
+    memset(start, 0, sizeof(int) * (size_t)(q->P + 1));
+    for (int t = 0; t < n; t++) start[fpos[t] + 1]++;
+    for (int p = 0; p < q->P; p++) start[p + 1] += start[p];
+    memcpy(cursor, start, sizeof(int) * (size_t)q->P);
+    for (int f = 0; f < q->F; f++) {
+        const float *row = wq + (long)f * q->U * LANES;
+        for (int t = fstart[f]; t < fstart[f + 1]; t++) {
+            int k = cursor[fpos[t]]++;
+            rows[k] = row;
+            pval[k] = fval[t];
+        }
+    }
+}
+
+AVX2 static void weight_grad(const Geometry *q, const float *xq, const int *fstart, const int *foff,
+                             const float *fval, float *dwq, float *db, const int *uoff)
+{
+    for (int f = 0; f < q->F; f++) {
+        const int *off = foff + fstart[f];
+        const float *val = fval + fstart[f];
+        int n = fstart[f + 1] - fstart[f];
         float b4[4] = {0.0f, 0.0f, 0.0f, 0.0f};     /* the bias gradient: four running sums */
         for (int t = 0; t < n; t++) b4[t & 3] += val[t];
         db[f] += (b4[0] + b4[1]) + (b4[2] + b4[3]);
@@ -185,24 +252,6 @@ AVX2 static void weight_grad(const Geometry *q, const float *xq, const float *g,
         for (; u + 4 <= q->U; u += 4) weight_block_4(xq, uoff + u, off, val, n, out + u * LANES);
         for (; u < q->U; u++) weight_block_1(xq, uoff + u, off, val, n, out + u * LANES);
     }
-}
-
-/* The non-zero entries of g listed by position, once: for p, entries start[p] .. start[p+1]
-   - 1 of rows (the filter's row of wq) and val (g[f, p]). */
-static void list_by_position(const Geometry *q, const float *g, const float *wq,
-                            const float **rows, float *val, int *start)
-{
-    int n = 0;
-    for (int p = 0; p < q->P; p++) {
-        start[p] = n;
-        for (int f = 0; f < q->F; f++) {           /* listed without a branch */
-            float v = g[(long)f * q->P + p];
-            rows[n] = wq + (long)f * q->U * LANES;
-            val[n] = v;
-            n += v != 0.0f;
-        }
-    }
-    start[q->P] = n;
 }
 
 /* dxq, one block of units at a time over every position: the block's part of wq (F rows of
@@ -229,12 +278,15 @@ void minidl_conv_backward_sparse(const float *x, const float *g, const float *wq
                                  int kh, int kw, int ph, int pw, int OH, int OW)
 {
     Geometry q = geometry(C, F, kh, kw, OH, OW);
-    long plane = plane_floats(&q);
+    long plane = plane_floats(&q), entries = (long)q.P * F;
     float *xq = (float *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);   /* 32-byte aligned */
-    float *dxq = xq + plane, *val = dxq + plane;
-    int *off = (int *)(val + (long)q.P * F), *uoff = off + q.P, *start = uoff + q.U;
-    const float **rows = (const float **)(((uintptr_t)(start + q.P + 1) + 7) & ~(uintptr_t)7);
+    float *dxq = xq + plane, *fval = dxq + plane, *pval = fval + entries + LANES;
+    int *fpos = (int *)(pval + entries), *foff = fpos + entries + LANES, *fstart = foff + entries;
+    int *start = fstart + F + 1, *cursor = start + q.P + 1, *poff = cursor + q.P, *uoff = poff + q.P;
+    const float **rows = (const float **)(((uintptr_t)(uoff + q.U) + 7) & ~(uintptr_t)7);
     unit_offsets(&q, uoff);
+    for (int oh = 0, p = 0; oh < q.OH; oh++)         /* position p = (oh, ow): its offset in a plane */
+        for (int ow = 0; ow < q.OW; ow++, p++) poff[p] = (oh * q.Wp + ow) * LANES;
 
     /* xq (Cb, Hp, Wp, 8): x channels-last, padded with zeros, 8 channels to a cell. With
        stride 1, Hp = H + 2 PH and Wp = W + 2 PW: every pixel lies inside. */
@@ -245,12 +297,12 @@ void minidl_conv_backward_sparse(const float *x, const float *g, const float *wq
             float *dst = xq + (((long)(c / LANES) * q.Hp + h + ph) * q.Wp + pw) * LANES + c % LANES;
             for (int w = 0; w < W; w++) dst[(long)w * LANES] = src[w];
         }
-    weight_grad(&q, xq, g, dwq, db, off, val, uoff);
+    list_nonzero(&q, g, wq, poff, fpos, foff, fval, fstart, rows, pval, start, cursor);
+    weight_grad(&q, xq, fstart, foff, fval, dwq, db, uoff);
     if (gx == NULL) return;
 
     memset(dxq, 0, sizeof(float) * (size_t)plane);
-    list_by_position(&q, g, wq, rows, val, start);
-    input_grad(&q, rows, val, start, dxq, uoff);
+    input_grad(&q, rows, pval, start, dxq, uoff);
     /* dL/dx is dxq without its padding, channels first */
     for (int c = 0; c < C; c++)
         for (int h = 0; h < H; h++) {
