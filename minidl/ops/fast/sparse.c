@@ -109,22 +109,24 @@ static void unit_offsets(const Geometry *q, int *uoff)
                 uoff[u] = (int)((((long)cb * q->Hp + i) * q->Wp + j) * LANES);
 }
 
-/* The sums of a block of B units, B in {12, 4, 1}: twelve, four or one 8-lane accumulators
+/* The sums of a block of B units, B in {12, 4, 2, 1}: as many 8-lane accumulators
    held in registers (spelled out: an array of them went through the stack). */
 #define ZERO12 v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, \
                    a7 = {0}, a8 = {0}, a9 = {0}, a10 = {0}, a11 = {0}
 #define ZERO4 v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}
+#define ZERO2 v8f a0 = {0}, a1 = {0}
 #define ZERO1 v8f a0 = {0}
 /* FMA12(v, P): a_k += v * (8 floats at P(k)) for each k of the block */
 #define FMA1(v, P) a0 += v * load8(P(0))
-#define FMA4(v, P) FMA1(v, P); a1 += v * load8(P(1)); a2 += v * load8(P(2)); a3 += v * load8(P(3))
+#define FMA2(v, P) FMA1(v, P); a1 += v * load8(P(1))
+#define FMA4(v, P) FMA2(v, P); a2 += v * load8(P(2)); a3 += v * load8(P(3))
 #define FMA12(v, P) FMA4(v, P); a4 += v * load8(P(4)); a5 += v * load8(P(5)); a6 += v * load8(P(6)); \
                     a7 += v * load8(P(7)); a8 += v * load8(P(8)); a9 += v * load8(P(9));          \
                     a10 += v * load8(P(10)); a11 += v * load8(P(11))
 /* ADD12(D): the 8 floats at D(k) += a_k */
 #define ADD1(D) store8(D(0), load8(D(0)) + a0)
-#define ADD4(D) ADD1(D); store8(D(1), load8(D(1)) + a1); store8(D(2), load8(D(2)) + a2); \
-                store8(D(3), load8(D(3)) + a3)
+#define ADD2(D) ADD1(D); store8(D(1), load8(D(1)) + a1)
+#define ADD4(D) ADD2(D); store8(D(2), load8(D(2)) + a2); store8(D(3), load8(D(3)) + a3)
 #define ADD12(D) ADD4(D); store8(D(4), load8(D(4)) + a4); store8(D(5), load8(D(5)) + a5);    \
                  store8(D(6), load8(D(6)) + a6); store8(D(7), load8(D(7)) + a7);             \
                  store8(D(8), load8(D(8)) + a8); store8(D(9), load8(D(9)) + a9);             \
@@ -147,6 +149,7 @@ AVX2 static inline void weight_block_##B(const float *xq, const int *uoff, const
 #define OUT_AT(k) (out + (k) * LANES)
 WEIGHT_BLOCK(12)
 WEIGHT_BLOCK(4)
+WEIGHT_BLOCK(2)
 WEIGHT_BLOCK(1)
 #undef X_AT
 #undef OUT_AT
@@ -168,6 +171,7 @@ AVX2 static inline void input_block_##B(const float *const *rows, const float *v
 #define DX_AT(k) (base + uoff[u0 + (k)])
 INPUT_BLOCK(12)
 INPUT_BLOCK(4)
+INPUT_BLOCK(2)
 INPUT_BLOCK(1)
 #undef W_AT
 #undef DX_AT
@@ -250,6 +254,7 @@ AVX2 static void weight_grad(const Geometry *q, const float *xq, const int *fsta
         int u = 0;
         for (; u + 12 <= q->U; u += 12) weight_block_12(xq, uoff + u, off, val, n, out + u * LANES);
         for (; u + 4 <= q->U; u += 4) weight_block_4(xq, uoff + u, off, val, n, out + u * LANES);
+        for (; u + 2 <= q->U; u += 2) weight_block_2(xq, uoff + u, off, val, n, out + u * LANES);
         for (; u < q->U; u++) weight_block_1(xq, uoff + u, off, val, n, out + u * LANES);
     }
 }
@@ -269,6 +274,7 @@ AVX2 static void input_grad(const Geometry *q, const float *const *rows, const f
         }
     for (; u + 12 <= q->U; u += 12) OVER_POSITIONS(12)
     for (; u + 4 <= q->U; u += 4) OVER_POSITIONS(4)
+    for (; u + 2 <= q->U; u += 2) OVER_POSITIONS(2)
     for (; u < q->U; u++) OVER_POSITIONS(1)
 #undef OVER_POSITIONS
 }
