@@ -49,9 +49,9 @@ def _write_atomically(path, write):
     return path
 
 
-def _new_figure(width, height):
+def _new_figure(width, height, layout="constrained"):
     """A Figure (width x height inches) on its own Agg canvas, outside pyplot."""
-    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    figure = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(figure)
     return figure
 
@@ -394,8 +394,14 @@ def worst_figure(images, labels, probs, k=20, mean=0.0, std=1.0, class_names=Non
     best = top_k(probs[chosen], min(3, num_classes))
     cols = min(WORST_COLS, len(chosen))
     rows = math.ceil(len(chosen) / cols)
-    figure = _new_figure(2.9 * cols, 3.6 * rows + 0.4)
-    axes_grid = figure.subplots(rows, cols, squeeze=False)
+    # A fixed grid, in inches: images 2.8 square, 0.1 apart side by side; above each, 0.55
+    # for its three lines of title; 0.5 above those for the heading, 0.25 between rows.
+    # (Constrained layout measured every title to find the same places: a third of the time.)
+    width, height = 2.9 * cols, 3.6 * rows + 0.5
+    figure = _new_figure(width, height, layout=None)
+    axes_grid = figure.subplots(rows, cols, squeeze=False, gridspec_kw=dict(
+        left=0.05 / width, right=1 - 0.05 / width, top=1 - 1.05 / height, bottom=0.25 / height,
+        wspace=0.1 / 2.8, hspace=0.8 / 2.8))
     for slot, axes in enumerate(axes_grid.flat):
         axes.set_axis_off()
         if slot >= len(chosen):
@@ -413,5 +419,5 @@ def worst_figure(images, labels, probs, k=20, mean=0.0, std=1.0, class_names=Non
         axes.set_title("\n".join(lines), fontsize=9)
     heading = (f"{len(chosen)} of {len(wrong)} misclassified images (out of {num_images}), "
                f"largest loss first")
-    figure.suptitle(f"{title}\n{heading}" if title else heading, fontsize=12)
+    figure.suptitle(f"{title}\n{heading}" if title else heading, fontsize=12, y=1 - 0.06 / height)
     return figure
