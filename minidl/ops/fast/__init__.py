@@ -254,7 +254,8 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
                             grad_x, grad_bwt, _column_blocks(k, p), work2, need_input_grad, *geometry,
                             *sparse)
     total = grad_bwt.sum(axis=0)
-    grad_w, grad_b = total[1:].T.reshape(weights.shape), total[0]
+    # dL/dW in C order, as the optimiser's one-pass update (ops.axpy) wants it
+    grad_w, grad_b = np.ascontiguousarray(total[1:].T).reshape(weights.shape), total[0]
     if sparse[0] >= 0:          # add what the sparse images gathered, back from channels last
         (_, _, grad_wq, grad_bq, _), (c, kh, kw) = sparse, weights.shape[1:]
         blocks = grad_wq.sum(axis=0).reshape(f, -1, kh, kw, 8)
