@@ -34,6 +34,18 @@ class Optimizer:
         self.lr = float(lr)
         self.state = {}  # id(param) -> (param, dict of state arrays); the param is kept so ids stay unique
 
+    @property
+    def lr(self):
+        """The learning rate, always a Python float, whoever sets it (a schedule may give an
+        np.float64): with NumPy 2 a Python float keeps lr * g in float32 for float32
+        parameters, as the compiled update computes it, where an np.float64 would make it
+        float64 and round differently."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        self._lr = float(value)
+
     def _slot(self, param):
         entry = self.state.get(id(param))
         if entry is None:

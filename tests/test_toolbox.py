@@ -840,6 +840,29 @@ def test_sgd_momentum_fast_path_gives_the_plain_paths_numbers(rng, options, monk
         np.testing.assert_array_equal(fast, plain)
 
 
+def test_an_np_float64_learning_rate_updates_float32_parameters_as_the_kernel_does(rng):
+    """A schedule may return np.float64. The optimiser keeps lr a Python float, so the plain
+    update of float32 parameters is computed in float32, as the compiled one is: the same
+    numbers from both backends (with an np.float64 lr NumPy 2 computes lr * g in float64)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        built = ops._load_compiled() is not None
+    if not built:
+        pytest.skip("the compiled kernels are not built: there is no fast path to compare")
+    start = rng.standard_normal((64, 33)).astype(np.float32)
+    grads = [rng.standard_normal(start.shape).astype(np.float32) for _ in range(3)]
+    results = {}
+    for backend in ("numpy", "compiled"):
+        ops.use_backend(backend)                        # the conftest fixture restores the suite's
+        w, opt = start.copy(), SGD(0.1)
+        for epoch, g in enumerate(grads, start=1):
+            opt.lr = np.float64(0.1) / np.float64(3.0) ** epoch   # as a user's schedule might
+            assert type(opt.lr) is float
+            opt.step([(w, g)])
+        results[backend] = w
+    np.testing.assert_array_equal(results["numpy"], results["compiled"])
+
+
 def test_damped_momentum_sgd_is_the_vgg_practicals_loop(rng):
     """The VGG practical's update: mu = m*mu + (1-m)*(grad + shrinkage*w), mu starting at 0; w -= rate * mu."""
     rate, momentum, shrinkage = 0.5, 0.9, 1e-2
