@@ -936,7 +936,7 @@ print(f"rendered in {time.perf_counter() - started:.1f} s")
 assert not set(chars.train_families) & set(chars.val_families)
 # This part's figures need the fonts listed in labs/README.md (some 30 training families).
 # With matplotlib's own fonts alone (five or so) no network learns to read unseen typefaces:
-# the lab still runs, and its checks of the accuracy below only report the shortfall.
+# the lab still runs, says so here, and checks the accuracy below only with enough fonts.
 ENOUGH_FONTS = len(chars.train_families) >= 20
 if not ENOUGH_FONTS:
     print(f"only {len(chars.train_families)} training families: install the fonts-* packages "
