@@ -31,7 +31,7 @@ class Optimizer:
     def __init__(self, lr):
         if not np.isfinite(lr) or lr <= 0:
             raise ValueError(f"{type(self).__name__}: lr must be a positive number, got {lr}")
-        self.lr = float(lr)
+        self.lr = lr     # a float: see the property
         self.state = {}  # id(param) -> (param, dict of state arrays); the param is kept so ids stay unique
 
     @property
@@ -69,7 +69,7 @@ class Optimizer:
 
     def load_state_dict(self, params, state):
         """Restore what ``state_dict(params)`` returned, for the same parameter order."""
-        self.lr = float(state["lr"])
+        self.lr = state["lr"]
         for i, param in enumerate(params):
             slot = self._slot(param)
             for key in list(state):

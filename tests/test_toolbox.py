@@ -807,16 +807,21 @@ def test_sgd_momentum_variants_by_hand():
     np.testing.assert_allclose(w, [2.0 - 0.1 * (gd + 0.9 * gd)], rtol=1e-14)
 
 
+def _skip_unless_compiled():
+    """Skip (without the missing-build warning) when the compiled kernels are not built."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        built = ops._load_compiled() is not None
+    if not built:
+        pytest.skip("the compiled kernels are not built: there is no fast path to compare")
+
+
 @pytest.mark.parametrize("options", [{}, {"dampening": 0.9, "weight_decay": 1e-3}, {"nesterov": True}],
                          ids=["classical", "dampened", "nesterov"])
 def test_sgd_momentum_fast_path_gives_the_plain_paths_numbers(rng, options, monkeypatch):
     """With the compiled kernels the momentum update runs as ops.momentum_step in one pass;
     its parameters and velocities must be those of the NumPy statements, bit for bit."""
-    with warnings.catch_warnings():                     # no build: skip, without the warning
-        warnings.simplefilter("ignore")
-        built = ops._load_compiled() is not None
-    if not built:
-        pytest.skip("the compiled kernels are not built: there is no fast path to compare")
+    _skip_unless_compiled()
     shapes = [(300, 400), (7, 3)]                       # one split over threads, one not
     grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(3)]
     start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
@@ -844,11 +849,7 @@ def test_an_np_float64_learning_rate_updates_float32_parameters_as_the_kernel_do
     """A schedule may return np.float64. The optimiser keeps lr a Python float, so the plain
     update of float32 parameters is computed in float32, as the compiled one is: the same
     numbers from both backends (with an np.float64 lr NumPy 2 computes lr * g in float64)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        built = ops._load_compiled() is not None
-    if not built:
-        pytest.skip("the compiled kernels are not built: there is no fast path to compare")
+    _skip_unless_compiled()
     start = rng.standard_normal((64, 33)).astype(np.float32)
     grads = [rng.standard_normal(start.shape).astype(np.float32) for _ in range(3)]
     results = {}
