@@ -18,7 +18,8 @@ import minidl.ops.fast
 
 # the sources beside the imported package: the tree's, or an installed copy's (package data)
 FAST = pathlib.Path(minidl.ops.fast.__file__).resolve().parent
-KERNELS = ["gemm.c", "direct.c"]        # the files with unrolled micro-kernels
+# the files with unrolled micro-kernels, and how many loops each asks to unroll at least
+KERNELS = {"gemm.c": 10, "direct.c": 10, "winograd.c": 4}
 
 
 def test_no_bare_gcc_unroll_pragma_in_the_fast_sources():
@@ -33,11 +34,12 @@ def test_no_bare_gcc_unroll_pragma_in_the_fast_sources():
 
 
 def test_the_kernels_use_the_unroll_macros():
-    """gemm.c and direct.c include unroll.h and request full unrolling where their blocks are."""
-    for name in KERNELS:
+    """gemm.c, direct.c and winograd.c include unroll.h and request full unrolling where their
+    blocks are."""
+    for name, loops in KERNELS.items():
         text = (FAST / name).read_text()
         assert '#include "unroll.h"' in text, name
-        assert text.count("UNROLL_ALL(") >= 10, name
+        assert text.count("UNROLL_ALL(") >= loops, name
 
 
 @pytest.mark.skipif(shutil.which("clang") is None, reason="clang is not installed")

@@ -322,8 +322,10 @@ DIRECT_CASES = [
 
 
 @pytest.fixture
-def avx512():
-    """gemm.c (and with it direct.c) on AVX-512 for the test, restored afterwards."""
+def avx512(monkeypatch):
+    """gemm.c (and with it direct.c) on AVX-512 for the test, restored afterwards; winograd.c
+    off, so that the 5x5 forwards with several channels are direct.c's."""
+    monkeypatch.setattr(fast, "WINOGRAD_MIN_CHANNELS", 0)
     previous = fast.use_isa("avx512")
     yield
     fast.use_isa(previous)
@@ -445,6 +447,85 @@ def test_direct_conv_only_where_it_applies(avx512):
         fast.use_isa("avx2")
         assert both((2, 1, 28, 28), (16, 1, 5, 5)) == (False, False)         # AVX2 in use: im2col
         assert not takes("forward", (2, 16, 14, 14), (32, 16, 5, 5), padding=(2, 2))
+
+
+# ------------------------------------------- winograd.c: 5x5 forwards by F(4x4, 5x5)
+requires_winograd = pytest.mark.skipif(
+    not (fast.available(np.float32) and fast._fast.winograd_ok(5, 5, 1, 1, 1, 1)),
+    reason=f"winograd.c does not run here (x86-64 with AVX2+FMA, gcc/clang, not Windows): {fast.status()}")
+
+# (N, C, H, W), F, (PH, PW). winograd.c takes 8 output tiles of 4x4 at a time from one image
+# and blocks of 12, 8, 4, 2, 1 filters; the cases cover tiles cut at the edges, 8 tiles that
+# start or end inside a row of tiles (the stage copied row by row), a call with 1 tile, every
+# filter block, padding wider than the kernel and one channel.
+WINOGRAD_CASES = [
+    ((3, 16, 14, 14), 32, (2, 2)),   # the lab's conv2: 4x4 tiles, 2 of 4 columns of the last cut
+    ((2, 5, 9, 11), 13, (0, 1)),     # OW = 9: 3 tiles a row, so 8 tiles end inside a row; 12 + 1 filters
+    ((1, 20, 12, 12), 50, (0, 0)),   # 8x8 output; 4 x 12 + 2 filters
+    ((2, 8, 28, 28), 16, (2, 2)),    # 7 x 7 tiles: 7 calls an image, the last with 1 tile; 12 + 4
+    ((2, 4, 5, 5), 9, (0, 0)),       # a 1x1 output; 8 + 1 filters
+    ((1, 9, 6, 40), 4, (4, 1)),      # padding wider than the kernel; 10 tiles a row
+    ((3, 1, 7, 5), 3, (3, 2)),       # one channel; OW = 5: the last tile keeps 1 column
+    ((2, 6, 10, 10), 8, (1, 1)),     # the second tile's 8 input columns end 1 past the row: masked
+]
+
+
+@requires_winograd
+@pytest.mark.parametrize("shape,f,padding", WINOGRAD_CASES,
+                         ids=[f"x{s}-f{f}-p{p}".replace(" ", "") for s, f, p in WINOGRAD_CASES])
+def test_winograd_forward_matches_the_naive_loops(rng, monkeypatch, shape, f, padding):
+    """winograd.c against the naive loops in float64, to its rounding: a few millionths of
+    the output's largest entry (the direct sums: a few ten-millionths)."""
+    monkeypatch.setattr(fast, "WINOGRAD_MIN_CHANNELS", 1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((f, shape[1], 5, 5)).astype(np.float32)
+    assert fast._winograd(x.shape, fast._geometry(x.shape, w.shape, (1, 1), padding, (1, 1))[0])
+    for b in (rng.standard_normal(f).astype(np.float32), None):
+        y = fast.conv_forward(x, w, b, (1, 1), padding, (1, 1))
+        want = naive.conv_forward(x.astype(np.float64), w.astype(np.float64),
+                                  None if b is None else b.astype(np.float64), (1, 1), padding, (1, 1))
+        assert y.shape == want.shape and y.dtype == np.float32
+        assert np.abs(y - want).max() <= 2e-5 * np.abs(want).max()
+
+
+@requires_winograd
+def test_winograd_spreads_infinities_and_nans_as_the_naive_loops(rng):
+    """An input tile with an infinity or a NaN is computed by the direct sums, so they reach
+    only the outputs whose window holds them; non-finite weights send the layer elsewhere."""
+    x = rng.standard_normal((2, 8, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((12, 8, 5, 5)).astype(np.float32)
+    x[0, 3, 6, 6], x[1, 0, 0, 13], x[1, 7, 9, 2] = np.inf, -np.inf, np.nan
+    for weights in (w, np.where(np.arange(w.size).reshape(w.shape) == 777, np.inf, w).astype(np.float32)):
+        y = fast.conv_forward(x, weights, None, (1, 1), (2, 2), (1, 1))
+        with np.errstate(invalid="ignore"):
+            want = naive.conv_forward(x.astype(np.float64), weights.astype(np.float64), None, (1, 1), (2, 2), (1, 1))
+        assert np.array_equal(np.isnan(y), np.isnan(want)) and np.array_equal(np.isinf(y), np.isinf(want))
+        assert np.array_equal(np.sign(y[np.isinf(y)]), np.sign(want[np.isinf(want)]))
+        finite = np.isfinite(want)
+        assert 0 < finite.sum() < want.size
+        assert np.abs(y[finite] - want[finite]).max() <= 2e-5 * np.abs(want[finite]).max()
+
+
+@requires_winograd
+def test_winograd_only_where_it_applies(monkeypatch):
+    """5x5 kernels, stride 1, dilation 1, at least WINOGRAD_MIN_CHANNELS input channels (4),
+    whatever instruction set gemm.c uses; WINOGRAD_MIN_CHANNELS = 0 turns it off."""
+    def takes(x_shape, w_shape, stride=(1, 1), padding=(2, 2), dilation=(1, 1)):
+        return fast._winograd(x_shape, fast._geometry(x_shape, w_shape, stride, padding, dilation)[0])
+    assert takes((2, 16, 14, 14), (32, 16, 5, 5))                       # the lab's conv2
+    assert takes((2, 4, 9, 30), (3, 4, 5, 5), padding=(0, 0))
+    assert not takes((2, 3, 14, 14), (32, 3, 5, 5))                     # 3 channels
+    assert not takes((2, 1, 28, 28), (16, 1, 5, 5))                     # the lab's conv1: direct.c
+    assert not takes((2, 16, 14, 14), (32, 16, 3, 3), padding=(1, 1))
+    assert not takes((2, 16, 14, 14), (32, 16, 5, 3))
+    assert not takes((2, 16, 14, 14), (32, 16, 5, 5), stride=(1, 2))
+    assert not takes((2, 16, 14, 14), (32, 16, 5, 5), dilation=(2, 1))
+    for isa in fast.isas():
+        previous = fast.use_isa(isa)
+        assert takes((2, 16, 14, 14), (32, 16, 5, 5))
+        fast.use_isa(previous)
+    monkeypatch.setattr(fast, "WINOGRAD_MIN_CHANNELS", 0)
+    assert not takes((2, 16, 14, 14), (32, 16, 5, 5))
 
 
 # ------------------------------------------------------------------ switches

@@ -203,6 +203,8 @@ def conv_forward(x, weights, bias, stride, padding, dilation):
     geometry, f, k, p = _geometry(x.shape, weights.shape, stride, padding, dilation)
     x = np.ascontiguousarray(x)
     y = np.empty((x.shape[0], f, geometry[-2], geometry[-1]), dtype=np.float32)
+    if _winograd(x.shape, geometry) and _winograd_forward(x, weights, bias, y, geometry):
+        return y                                 # winograd.c: 5x5 kernels, several channels
     if _direct("forward", x.shape, geometry):   # direct.c: no im2col
         b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
         _fast.direct_forward_f32(x, np.ascontiguousarray(weights), b, y, _direct_work(x.shape[1], geometry),
@@ -262,6 +264,49 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
         grad_w += blocks.transpose(0, 1, 4, 2, 3).reshape(f, -1, kh, kw)[:, :c]
         grad_b += grad_bq.sum(axis=0)
     return (grad_x if need_input_grad else None), grad_w, grad_b
+
+
+#: conv_forward takes winograd.c for 5x5 kernels with at least this many input channels
+#: (with one, conv1 on grey images, the transforms cost more than the products they save);
+#: 0 turns it off
+WINOGRAD_MIN_CHANNELS = 4
+
+
+def _winograd(x_shape, geometry):
+    """True if winograd.c takes this convolution's forward (``winograd_ok``): a 5x5 kernel,
+    stride 1, dilation 1, AVX2+FMA, and at least ``WINOGRAD_MIN_CHANNELS`` input channels."""
+    kh, kw, sh, sw, _, _, dh, dw, _, _ = geometry
+    return (0 < WINOGRAD_MIN_CHANNELS <= x_shape[1]
+            and bool(_fast.winograd_ok(kh, kw, sh, sw, dh, dw)))
+
+
+def _winograd_forward(x, weights, bias, y, geometry):
+    """y = conv(x, weights) + bias by winograd.c; False (y untouched) if the transformed
+    weights are not all finite, for the caller to take another path."""
+    (f, c), ph, pw, ow = weights.shape[:2], geometry[4], geometry[5], geometry[-1]
+    wt, v, work = _winograd_scratch(c, f, ow)
+    wt[..., :f] = weights.transpose(1, 2, 3, 0)        # the filters last, zeros past F
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+    return _fast.winograd_forward_f32(x, np.ascontiguousarray(weights), wt, b, v, y, work, ph, pw)
+
+
+def _winograd_scratch(c, f, ow):
+    """winograd.c's arrays for C channels, F filters, OW columns: the weights with the filters
+    last (C, 5, 5, Fp), the transformed filters (64, C, Fp), a scratch row per thread.
+    Kept between calls (per Python thread, the last few geometries), as ``_column_blocks``."""
+    arrays = getattr(_scratch, "winograd", None)
+    if arrays is None:
+        arrays = _scratch.winograd = {}
+    key = (_fast.max_threads(), c, f, ow)
+    found = arrays.pop(key, None)
+    if found is None:
+        fp = -(-f // 8) * 8
+        found = (np.zeros((c, 5, 5, fp), dtype=np.float32), np.empty((64, c, fp), dtype=np.float32),
+                 np.empty((key[0], _fast.winograd_scratch(c, ow)), dtype=np.float32))
+        if len(arrays) >= 8:
+            arrays.pop(next(iter(arrays)))      # the least recently used
+    arrays[key] = found
+    return found
 
 
 def _direct(which, x_shape, geometry):

@@ -75,6 +75,15 @@ cdef extern from "direct.h":
                                 int kh, int kw, int ph, int pw, int OH, int OW) noexcept nogil
 
 
+cdef extern from "winograd.h":
+    int minidl_winograd_ok(int kh, int kw, int sh, int sw, int dh, int dw) noexcept nogil
+    long minidl_winograd_scratch(int C, int OW) noexcept nogil
+    int minidl_winograd_filters(const float* wt, float* v, int C, int Fp, int c) noexcept nogil
+    void minidl_winograd_tiles(const float* x, const float* w, const float* v, const float* b, float* y,
+                               float* scratch, long n, int first, int count, int C, int H, int W, int F,
+                               int Fp, int ph, int pw, int OH, int OW) noexcept nogil
+
+
 cdef extern from "gemm.h":
     int minidl_sgemm_cpu_isas() noexcept nogil
     int minidl_sgemm_isa() noexcept nogil
@@ -316,6 +325,46 @@ def direct_backward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w
                                &grad_x[n, 0, 0, 0] if need_input_grad else NULL, &work[t, 0],
                                x.shape[2], x.shape[3], f, kh, kw, ph, pw,
                                grad_y.shape[2], grad_y.shape[3])
+
+
+# ------------------------------------ 5x5 forward by Winograd's F(4x4, 5x5) (winograd.c)
+def winograd_ok(int kh, int kw, int sh, int sw, int dh, int dw):
+    """1 if winograd.c runs this convolution's forward on this machine (winograd.h)."""
+    return minidl_winograd_ok(kh, kw, sh, sw, dh, dw)
+
+
+def winograd_scratch(int c, int out_w):
+    """Floats of scratch one thread needs for winograd.c with c input channels and out_w columns."""
+    return minidl_winograd_scratch(c, out_w)
+
+
+def winograd_forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] w,
+                         const float[:, :, :, ::1] wt, const float[::1] b, float[:, :, ::1] v,
+                         float[:, :, :, ::1] y, float[:, ::1] work, int ph, int pw):
+    """y (N, F, OH, OW) = conv(x (N, C, H, W), w (F, C, 5, 5)) + b (F,) or None, stride 1.
+
+    wt (C, 5, 5, Fp): w with the filters last, zeros past F (Fp = F rounded up to 8);
+    v (64, C, Fp): room for the transformed filters; work: (threads, winograd_scratch(C)).
+    Returns False, with y untouched, if the transformed filters are not all finite. The
+    caller checks winograd_ok and the shapes.
+    """
+    cdef int c_in = x.shape[1], f = w.shape[0], fp = wt.shape[3], c, bad = 0, t
+    cdef int tiles = ((y.shape[2] + 3) // 4) * ((y.shape[3] + 3) // 4)     # per image
+    cdef int per_image = (tiles + 7) // 8                                 # calls of 8 tiles
+    cdef long chunk, chunks = x.shape[0] * per_image
+    cdef const float* bias = &b[0] if b is not None else NULL
+    with nogil:
+        for c in range(c_in):
+            bad = bad | minidl_winograd_filters(&wt[0, 0, 0, 0], &v[0, 0, 0], c_in, fp, c)
+    if bad:
+        return False
+    for chunk in prange(chunks, nogil=True, schedule='static'):
+        t = threadid()
+        minidl_winograd_tiles(&x[0, 0, 0, 0], &w[0, 0, 0, 0], &v[0, 0, 0], bias, &y[0, 0, 0, 0],
+                              &work[t, 0], chunk // per_image, chunk % per_image * 8,
+                              min(8, tiles - chunk % per_image * 8), c_in, x.shape[2], x.shape[3], f, fp,
+                              ph, pw, y.shape[2], y.shape[3])
+    return True
 
 
 # ------------------------------------------- max pool, 2x2 window, stride 2 (pool.c)
