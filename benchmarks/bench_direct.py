@@ -12,7 +12,9 @@ both ways on the same arrays for a list of shapes, inside and outside those limi
 that the limits can be checked on any AVX-512 machine: float32, batch 50 (``--batch``),
 "same" padding, every thread; per shape the median of the rounds, the two ways
 alternating round by round. "ratio" is im2col time / direct time: above 1, direct.c
-is faster. The last column says whether direct.c takes the shape in training.
+is faster. The last column says whether direct.c's limits take the shape, and whether
+winograd.c comes first for it in training (5x5 kernels with 4 or more channels; its
+section in benchmarks/README.md).
 """
 import argparse
 import sys
@@ -66,20 +68,21 @@ def measure(shape, batch, rounds, seconds):
         fast._fast.direct_forward_f32(x, w, b, y, work, pad, pad)
 
     taken = fast._direct("forward", x.shape, geometry)
-    real_direct = fast._direct
+    real_direct, real_min = fast._direct, fast.WINOGRAD_MIN_CHANNELS
 
-    def im2col():   # the image-by-image im2col + product, whatever _direct says
-        fast._direct = lambda *args: False
+    def im2col():   # the image-by-image im2col + product, whatever _direct and _winograd say
+        fast._direct, fast.WINOGRAD_MIN_CHANNELS = (lambda *args: False), 0
         try:
             fast.conv_forward(x, w, b, (1, 1), (pad, pad), (1, 1))
         finally:
-            fast._direct = real_direct
+            fast._direct, fast.WINOGRAD_MIN_CHANNELS = real_direct, real_min
 
     times = {"direct": [], "im2col": []}
     for _ in range(rounds):
         for name, fn in (("direct", direct), ("im2col", im2col)):
             times[name].append(H.time_call(fn, min_seconds=seconds, min_reps=3, warmup=1)[0])
     times["taken"] = taken
+    times["winograd"] = fast._winograd(x.shape, geometry)   # in training winograd.c comes first
     return times
 
 
@@ -108,9 +111,10 @@ def main(argv=None):
         t = measure(shape, args.batch, args.rounds, args.round_seconds)
         d, i = H.median(t["direct"]), H.median(t["im2col"])
         rows.append({"shape": dict(zip(("C", "F", "K", "side"), shape)), "direct_s": t["direct"],
-                     "im2col_s": t["im2col"], "ratio": i / d, "taken": t["taken"]})
+                     "im2col_s": t["im2col"], "ratio": i / d, "taken": t["taken"],
+                     "winograd_first": t["winograd"]})
         print(f"{shape[0]:>4} {shape[1]:>4} {shape[2]:>3} {shape[3]:>5} {d * 1e3:>9.3f} {i * 1e3:>9.3f} "
-              f"{i / d:>7.2f}  {'yes' if t['taken'] else 'no'}")
+              f"{i / d:>7.2f}  {'yes' if t['taken'] else 'no'}{' (winograd.c first)' if t['winograd'] else ''}")
     print()
     for taken in (True, False):
         ratios = [r["ratio"] for r in rows if r["taken"] == taken]
