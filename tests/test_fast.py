@@ -374,6 +374,17 @@ DIRECT_CHANNEL_CASES = [
 ]
 
 
+def _forward_matches_the_naive_loops(rng, x, w, padding, tolerance):
+    """conv_forward (stride 1), with a bias and without, against the naive loops in float64:
+    within ``tolerance`` times the output's largest entry."""
+    for b in (rng.standard_normal(w.shape[0]).astype(np.float32), None):
+        y = fast.conv_forward(x, w, b, (1, 1), padding, (1, 1))
+        want = naive.conv_forward(x.astype(np.float64), w.astype(np.float64),
+                                  None if b is None else b.astype(np.float64), (1, 1), padding, (1, 1))
+        assert y.shape == want.shape and y.dtype == np.float32
+        assert np.abs(y - want).max() <= tolerance * np.abs(want).max()
+
+
 @requires_direct
 @pytest.mark.parametrize("shape,f,kernel,padding", DIRECT_CHANNEL_CASES,
                          ids=[f"x{s}-f{f}-k{k}-p{p}".replace(" ", "") for s, f, k, p in DIRECT_CHANNEL_CASES])
@@ -385,12 +396,7 @@ def test_direct_forward_with_channels_matches_the_naive_loops(avx512, rng, shape
     w = rng.standard_normal((f, shape[1], *kernel)).astype(np.float32)
     geometry = fast._geometry(x.shape, w.shape, (1, 1), padding, (1, 1))[0]
     assert fast._direct("forward", x.shape, geometry) and not fast._direct("backward", x.shape, geometry)
-    for b in (rng.standard_normal(f).astype(np.float32), None):
-        y = fast.conv_forward(x, w, b, (1, 1), padding, (1, 1))
-        want = naive.conv_forward(x.astype(np.float64), w.astype(np.float64),
-                                  None if b is None else b.astype(np.float64), (1, 1), padding, (1, 1))
-        assert y.shape == want.shape and y.dtype == np.float32
-        assert np.abs(y - want).max() <= 1e-5 * np.abs(want).max()
+    _forward_matches_the_naive_loops(rng, x, w, padding, 1e-5)
 
 
 @requires_direct
@@ -480,12 +486,7 @@ def test_winograd_forward_matches_the_naive_loops(rng, monkeypatch, shape, f, pa
     x = rng.standard_normal(shape).astype(np.float32)
     w = rng.standard_normal((f, shape[1], 5, 5)).astype(np.float32)
     assert fast._winograd(x.shape, fast._geometry(x.shape, w.shape, (1, 1), padding, (1, 1))[0])
-    for b in (rng.standard_normal(f).astype(np.float32), None):
-        y = fast.conv_forward(x, w, b, (1, 1), padding, (1, 1))
-        want = naive.conv_forward(x.astype(np.float64), w.astype(np.float64),
-                                  None if b is None else b.astype(np.float64), (1, 1), padding, (1, 1))
-        assert y.shape == want.shape and y.dtype == np.float32
-        assert np.abs(y - want).max() <= 2e-5 * np.abs(want).max()
+    _forward_matches_the_naive_loops(rng, x, w, padding, 2e-5)
 
 
 @requires_winograd

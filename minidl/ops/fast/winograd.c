@@ -7,10 +7,12 @@
  * of them is the only way left to make it faster.
  *
  * The math, in one dimension first. Four outputs of a 5-tap filter g over 8 inputs d,
- * y[i] = sum_k g[k] d[i + k] for i < 4, are the coefficients of the product of two polynomials
- * (of degree 4 and 7) that a degree-11 product would need 12 multiplications for, but whose
- * middle four coefficients need only 8: evaluate both at the 8 points 0, 1, -1, 2, -2, 1/2,
- * -1/2 and infinity, multiply point by point, interpolate back. As matrices,
+ * y[i] = sum_k g[k] d[i + k] for i < 4, take 20 multiplications when summed directly. Toom and
+ * Cook's construction needs 8: the product of a polynomial of degree 3 with one of degree 4
+ * has 8 coefficients, which its values at 8 points fix, so both factors are evaluated at the
+ * points 0, 1, -1, 2, -2, 1/2, -1/2 and infinity, multiplied value by value, and the product
+ * is interpolated back. A filter sliding over an input is that computation transposed, with
+ * the same 8 multiplications. As matrices,
  *
  *     y = A^T [ (G g) * (B^T d) ]        A^T (4 x 8), G (8 x 5), B^T (8 x 8); * entrywise
  *
@@ -24,17 +26,18 @@
  *     M[ab][f, tile] = sum_c V[ab][c, f] U[ab][c, tile]      V = G w G^T, U = B^T d B
  *
  * followed by Y = A^T M A for each filter and tile. The matrices below are the exact
- * rationals of that construction for those points (tests/test_fast.py derives them again
- * from the points and checks the kernel against the direct sums).
+ * rationals of that construction for those points; a wrong entry fails the tests, which
+ * check the kernel against the direct sums (tests/test_fast.py, the `winograd` tests).
  *
- * The layout: 8 tiles at a time, one per lane of an 8-float vector. The 8x8 input of each
- * tile is read row by row (masked loads give the zeros of the padding and past the edges) and
- * transposed, so that the transforms are plain multiply-adds of whole vectors; V is shared by
- * all tiles and computed once per call; a block of 12 filters x 8 tiles sums over the
- * channels in registers, and the block's 64 products stay in the core's cache for the output
- * transform, which writes each tile's 4x4 block (cut at the output's edges) into y.
+ * The layout: 8 tiles of one image at a time, one per lane of an 8-float vector. The 8x8
+ * input of each tile is read row by row (masked loads give the zeros of the padding and past
+ * the edges) and transposed, so that the transforms are plain multiply-adds of whole vectors;
+ * V is shared by all tiles and computed once per call; a block of 12 filters x 8 tiles sums
+ * over the channels in registers, and the block's 64 products stay in the core's cache for the
+ * output transform, which writes each tile's 4x4 block (cut at the output's edges) into a
+ * stage in y's layout, copied into y a row at a time.
  *
- * The price is rounding: B^T and A^T have entries up to 8 and 5.25, and the terms of the sum
+ * The price is rounding: A^T and B^T have entries up to 8 and 5.25, and the terms of the sum
  * cancel more than the direct sums' do. On the lab's conv2 the result differs from float64 by
  * about 3e-6 of the output's largest entry, where the direct sums in float32 differ by about
  * 2e-7. Training does not notice (see benchmarks/README.md); the float64 gradient checks do not
@@ -232,7 +235,7 @@ typedef struct {
     int oy[LANES], ox[LANES];        /* output corner: 4 ty, 4 tx */
     __m256i in_cols[LANES];          /* ix + j inside 0..W-1, j < 8 */
     int inside[LANES];               /* all 8 are */
-    int out_cols[LANES];             /* of ox .. ox + 3, those inside 0..OW-1 */
+    int out_cols[LANES];             /* how many of ox .. ox + 3 are inside 0..OW-1 */
 } Lanes;
 
 AVX2 static void locate(Lanes *q, long n, int first, int count, int W, int ph, int pw, int OH, int OW)
@@ -332,7 +335,7 @@ AVX2 static void block_products(const float *U, const float *v, float *m, int C,
    m[ab][k] (k the filter's place in its block of nb); rows: scratch (8, 4, 8). The blocks go
    to a stage in y's layout first (rows r0 .. r1 - 1 of the plane), which is then copied into y
    row by row: storing the tiles' rows straight into y, 16 bytes here and there, took a third
-   of the time. */
+   of the kernel's time on a Zen 4 (benchmarks/README.md, finding 15). */
 AVX2 static void output_transform(const float *m, int nb, int k, float bias, const Lanes *q, float *y,
                                   float *rows, float *stage, int f, int F, int OH, int OW)
 {
