@@ -270,8 +270,8 @@ def conv_backward(x, weights, grad_out, stride, padding, dilation, need_input_gr
 
 
 #: conv_forward takes winograd.c for 5x5 kernels with at least this many input channels
-#: (with one, conv1 on grey images, the transforms cost more than the products they save);
-#: 0 turns it off
+#: (with 1-3, a first layer on grey or colour images, it was slower than direct.c and the
+#: product, with 4 as fast as direct.c: benchmarks/README.md); 0 turns it off
 WINOGRAD_MIN_CHANNELS = 4
 
 

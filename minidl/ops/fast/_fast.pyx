@@ -344,7 +344,7 @@ def winograd_forward_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] 
     """y (N, F, OH, OW) = conv(x (N, C, H, W), w (F, C, 5, 5)) + b (F,) or None, stride 1.
 
     wt (C, 5, 5, Fp): w with the filters last, zeros past F (Fp = F rounded up to 8);
-    v (64, C, Fp): room for the transformed filters; work: (threads, winograd_scratch(C)).
+    v (64, C, Fp): room for the transformed filters; work: (threads, winograd_scratch(C, OW)).
     Returns False, with y untouched, if the transformed filters are not all finite. The
     caller checks winograd_ok and the shapes.
     """
