@@ -164,25 +164,34 @@ def _geometry(x_shape, w_shape, stride, padding, dilation):
     return (kh, kw, sh, sw, ph, pw, dh, dw, oh, ow), f, c * kh * kw, oh * ow
 
 
-_scratch = threading.local()    # per Python thread: column blocks kept between calls
+_scratch = threading.local()    # per Python thread: the arrays _kept keeps between calls
+
+
+def _kept(kind, key, make):
+    """The arrays ``make()`` built for this kind and key, kept between calls per Python thread
+    (the last 8 keys of each kind, the least recently used dropped first), so that a training
+    step allocates none of them."""
+    cache = getattr(_scratch, kind, None)
+    if cache is None:
+        cache = {}
+        setattr(_scratch, kind, cache)
+    found = cache.pop(key, None)
+    if found is None:
+        found = make()
+        if len(cache) >= 8:
+            cache.pop(next(iter(cache)))        # the least recently used
+    cache[key] = found
+    return found
 
 
 def _column_blocks(k, p):
     """(threads, (1+K)*P + slack) float32: one block per kernel thread, each a row of P ones
-    then room for the (K, P) columns. Kept between calls (per Python thread, the last few
-    geometries), so a training step allocates nothing here."""
-    blocks = getattr(_scratch, "blocks", None)
-    if blocks is None:
-        blocks = _scratch.blocks = {}
-    key = (_fast.max_threads(), k, p)
-    work = blocks.pop(key, None)
-    if work is None:
-        work = np.empty((key[0], (1 + k) * p + _fast.slack()), dtype=np.float32)
+    then room for the (K, P) columns. Kept between calls (``_kept``)."""
+    def make():
+        work = np.empty((_fast.max_threads(), (1 + k) * p + _fast.slack()), dtype=np.float32)
         work[:, :p] = 1.0
-        if len(blocks) >= 8:
-            blocks.pop(next(iter(blocks)))      # the least recently used
-    blocks[key] = work
-    return work
+        return work
+    return _kept("blocks", (_fast.max_threads(), k, p), make)
 
 
 def conv_forward(x, weights, bias, stride, padding, dilation):
@@ -296,20 +305,11 @@ def _winograd_forward(x, weights, bias, y, geometry):
 def _winograd_scratch(c, f, ow):
     """winograd.c's arrays for C channels, F filters, OW columns: the weights with the filters
     last (C, 5, 5, Fp), the transformed filters (64, C, Fp), a scratch row per thread.
-    Kept between calls (per Python thread, the last few geometries), as ``_column_blocks``."""
-    arrays = getattr(_scratch, "winograd", None)
-    if arrays is None:
-        arrays = _scratch.winograd = {}
-    key = (_fast.max_threads(), c, f, ow)
-    found = arrays.pop(key, None)
-    if found is None:
-        fp = -(-f // 8) * 8
-        found = (np.zeros((c, 5, 5, fp), dtype=np.float32), np.empty((64, c, fp), dtype=np.float32),
-                 np.empty((key[0], _fast.winograd_scratch(c, ow)), dtype=np.float32))
-        if len(arrays) >= 8:
-            arrays.pop(next(iter(arrays)))      # the least recently used
-    arrays[key] = found
-    return found
+    Kept between calls (``_kept``)."""
+    fp, threads = -(-f // 8) * 8, _fast.max_threads()
+    return _kept("winograd", (threads, c, f, ow), lambda: (
+        np.zeros((c, 5, 5, fp), dtype=np.float32), np.empty((64, c, fp), dtype=np.float32),
+        np.empty((threads, _fast.winograd_scratch(c, ow)), dtype=np.float32)))
 
 
 def _direct(which, x_shape, geometry):
